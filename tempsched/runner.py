@@ -1,0 +1,164 @@
+"""A whole run: build the parts a preset names, drive the population, write the run directory.
+
+This is the one place that joins the plugin registry, the task, the engine and the run directory;
+the CLI and ``tempsched tune`` both call ``execute``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from tempsched import rundir as rd
+from tempsched.config import RunConfig, from_dict, load_toml, resolve
+from tempsched.engine import EpochResult, Member, Population
+from tempsched.errors import UserError
+from tempsched.plugins import PluginManager
+from tempsched.reports import EpochReport, RunInfo, RunSummary
+from tempsched.task import Task
+
+EpochCallback = Callable[[EpochReport], None]
+
+
+def resolve_config(config: RunConfig, manager: PluginManager) -> RunConfig:
+    """The complete configuration for ``config.plugin`` (preset defaults filled, values checked)."""
+    preset = manager.registry.get("presets", config.plugin)
+    return resolve(config, preset)
+
+
+def load_run_config(run_dir: Path, manager: PluginManager) -> RunConfig:
+    """The resolved configuration saved in a run directory (for ``--resume``)."""
+    path = Path(run_dir) / rd.CONFIG
+    if not Path(run_dir).is_dir():
+        raise UserError(f"run directory not found: {run_dir}")
+    if not path.is_file():
+        raise UserError(f"{run_dir} has no {rd.CONFIG}: not a tempsched run directory")
+    return resolve_config(from_dict(load_toml(path)), manager)
+
+
+@dataclass
+class Built:
+    """A population ready to train, with the task it trains."""
+
+    task: Task
+    population: Population
+
+
+def _seed(config: RunConfig, member: int, stream: int) -> int:
+    return (config.seed * 1_000_003 + member * 7919 + stream) % (2**63)
+
+
+def build(config: RunConfig, manager: PluginManager) -> Built:
+    """Instantiate the task, every member (model, optimizer, generator, schedule) and the rules."""
+    registry = manager.registry
+    task: Task = registry.get("tasks", config.task)(config)
+    assert config.tau.initial is not None and config.tau.min is not None and config.tau.max is not None
+    params: dict[str, Any] = {**config.params, "tau_initial": config.tau.initial, "tau_min": config.tau.min,
+                              "tau_max": config.tau.max}
+    feedback = registry.get("feedback_rules", config.feedback)(params)
+    selection = registry.get("selection_policies", config.selection)(params)
+    members = []
+    for i, strategy in enumerate(config.schedules or [], start=1):
+        schedule = registry.get("schedules", strategy)(i, params)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(_seed(config, i, 0))
+            model = task.build_model()
+        optimizer = task.build_optimizer(model)
+        generator = torch.Generator(device=task.device).manual_seed(_seed(config, i, 1))
+        tau = min(max(config.tau.initial, config.tau.min), config.tau.max)
+        members.append(Member(i, strategy, schedule, model, optimizer, generator, tau))
+    population = Population(task, members, feedback, selection, config.tau.min, config.tau.max, config.select_on)
+    return Built(task, population)
+
+
+def _load_state(run: rd.RunDir, built: Built, config: RunConfig) -> dict[str, Any]:
+    state = rd.load_torch(run.file(rd.STATE), rd.STATE_FORMAT)
+    members = state.get("population", {}).get("members", [])
+    if [m.get("strategy") for m in members] != config.schedules:
+        raise UserError(f"{run.file(rd.STATE)} does not match {run.file(rd.CONFIG)} (other members or strategies)")
+    try:
+        built.population.load_state_dict(state["population"])
+    except (KeyError, RuntimeError, ValueError, TypeError) as exc:
+        raise UserError(f"{run.file(rd.STATE)} does not fit this configuration's models: {str(exc)[:120]}") from None
+    return state
+
+
+def execute(config: RunConfig, manager: PluginManager, run_dir: Path, *, resume: bool = False,
+            on_epoch: EpochCallback | None = None) -> RunSummary:
+    """Train ``config`` (resolved) into ``run_dir``; with ``resume``, continue from its ``state.pt``.
+
+    ``on_epoch`` is called after each epoch's files are saved (tune uses it to report and prune; it
+    may raise to stop the run, and everything written so far stays valid).
+    """
+    started = time.perf_counter()
+    run = rd.RunDir(run_dir)
+    built = build(config, manager)
+    pop = built.population
+    best_loss, best_epoch, train_seconds, wall_before = float("inf"), -1, 0.0, 0.0
+    if resume:
+        state = _load_state(run, built, config)
+        best_loss, best_epoch = float(state["best_loss"]), int(state["best_epoch"])
+        train_seconds, wall_before = float(state["train_seconds"]), float(state["wall_seconds"])
+        run.truncate_metrics(pop.epoch)
+    else:
+        run.create()
+        rd.write_text(run.file(rd.CONFIG), config.to_toml())
+    data_text = built.task.describe_data()
+    manager.hook.tempsched_run_start(info=RunInfo(
+        run_dir=run.path, preset=config.plugin, members=len(pop.members), epochs=config.epochs,
+        start_epoch=pop.epoch, data=data_text, strategies=[m.strategy for m in pop.members],
+        config=config.to_dict()))
+
+    while pop.epoch < config.epochs:
+        result: EpochResult = pop.run_epoch()
+        t_save = time.perf_counter()
+        train_seconds += result.train_seconds
+        run.append_metrics(result.rows)
+        epoch_best = result.rows[result.best]
+        if epoch_best["loss"] < best_loss:
+            best_loss, best_epoch = epoch_best["loss"], result.epoch
+            winner = pop.members[result.best]  # weights now shared by all, tau is still its own
+            rd.save_torch(run.file(rd.BEST), {
+                "format": rd.BEST_FORMAT, "epoch": result.epoch, "member": epoch_best["member"],
+                "strategy": epoch_best["strategy"], "tau": epoch_best["tau_end"], "loss": best_loss,
+                "model": winner.model.state_dict(), "config": config.to_dict(),
+            })
+        rd.save_torch(run.file(rd.STATE), {
+            "format": rd.STATE_FORMAT, "population": pop.state_dict(), "best_loss": best_loss,
+            "best_epoch": best_epoch, "train_seconds": train_seconds,
+            "wall_seconds": wall_before + time.perf_counter() - started,
+        })
+        report = EpochReport(epoch=result.epoch, epochs=config.epochs, best=result.best, rows=result.rows,
+                             train_seconds=result.train_seconds, eval_seconds=result.eval_seconds,
+                             engine_seconds=result.engine_seconds, save_seconds=time.perf_counter() - t_save)
+        manager.hook.tempsched_epoch_end(report=report)
+        if on_epoch is not None:
+            on_epoch(report)
+
+    summary = finish(run, built, config, train_seconds, wall_before + time.perf_counter() - started, data_text)
+    manager.hook.tempsched_run_end(summary=summary)
+    return summary
+
+
+def finish(run: rd.RunDir, built: Built, config: RunConfig, train_seconds: float, wall: float,
+           data_text: str) -> RunSummary:
+    """Reload the best member, measure it on the test set, save its pictures and the summary."""
+    best = rd.load_torch(run.file(rd.BEST), rd.BEST_FORMAT)
+    model = built.population.members[0].model
+    model.load_state_dict(best["model"])
+    tau = float(best["tau"])
+    metrics = built.task.test_metrics(model, tau)
+    files = {"config": rd.CONFIG, "metrics": rd.METRICS, "best model": rd.BEST, "state": rd.STATE,
+             **built.task.save_artifacts(model, tau, run.path), "summary": rd.SUMMARY}
+    images = built.task.train_examples * config.epochs
+    summary = RunSummary(
+        run_dir=run.path, best_epoch=int(best["epoch"]), best_member=int(best["member"]),
+        best_strategy=str(best["strategy"]), best_tau=tau, best_loss=float(best["loss"]), test_metrics=metrics,
+        files=files, wall_seconds=wall, images_per_second_per_member=images / train_seconds if train_seconds else 0.0,
+        data=data_text)
+    run.write_json(rd.SUMMARY, {k: (str(v) if isinstance(v, Path) else v) for k, v in summary.__dict__.items()})
+    return summary
