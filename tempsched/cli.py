@@ -18,7 +18,7 @@ from rich.table import Table
 from tempsched import runner
 from tempsched.config import from_dict, load_toml, merge
 from tempsched.errors import UserError
-from tempsched.plugins import KINDS, PluginManager
+from tempsched.plugins import DEFAULT_PLUGINS, KINDS, PluginManager
 from tempsched.reporter import RichReporter
 
 app = typer.Typer(
@@ -137,13 +137,15 @@ def run(
 def plugins() -> None:
     """List every loaded plugin and what it registers."""
     manager = PluginManager()
-    table = Table(title="tempsched plugins")
-    table.add_column("plugin")
-    for kind in KINDS:
-        table.add_column(kind.replace("_", " "))
+    presets = manager.registry.presets
     for name, what in manager.describe():
-        table.add_row(name, *(", ".join(sorted(what.get(kind, []))) for kind in KINDS))
-    console.print(table)
+        origin = "shipped" if name in DEFAULT_PLUGINS else "installed"
+        console.print(f"[bold]{name}[/] ({origin})", highlight=False)
+        for kind in KINDS[:-1]:  # presets are listed below with their descriptions
+            if kind in what:
+                console.print(f"  {kind.replace('_', ' ')}: {', '.join(sorted(what[kind]))}", highlight=False)
+        for preset in sorted(what.get("presets", [])):
+            console.print(f"  preset [italic]{preset}[/]: {presets[preset].description}", highlight=False)
 
 
 def main(argv: Optional[list[str]] = None) -> None:

@@ -22,11 +22,12 @@ from tempsched.parts import Preset
 ENTRY_POINT_GROUP = "tempsched"
 ENV_PLUGINS = "TEMPSCHED_PLUGINS"
 
-DEFAULT_PLUGINS: tuple[str, ...] = (
-    "tempsched.gsvae.plugin",
-    "tempsched_plugins.paper_default",
-    "tempsched_plugins.standard_annealing",
-)
+# name -> module of the plugins tempsched ships; registered like any other plugin.
+DEFAULT_PLUGINS: dict[str, str] = {
+    "gsvae": "tempsched.gsvae.plugin",
+    "paper-default": "tempsched_plugins.paper_default",
+    "standard-annealing": "tempsched_plugins.standard_annealing",
+}
 
 KINDS = ("schedules", "feedback_rules", "selection_policies", "tasks", "presets")
 
@@ -58,8 +59,8 @@ class PluginManager:
     def __init__(self, load_entry_points: bool = True) -> None:
         self.pm = pluggy.PluginManager(hookspecs.PROJECT)
         self.pm.add_hookspecs(hookspecs)
-        for module_name in DEFAULT_PLUGINS:
-            self.pm.register(importlib.import_module(module_name), name=module_name)
+        for name, module_name in DEFAULT_PLUGINS.items():
+            self.pm.register(importlib.import_module(module_name), name=name)
         if load_entry_points:
             self._load_entry_points()
         self._registry: Registry | None = None
