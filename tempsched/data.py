@@ -56,7 +56,7 @@ def _read_idx(path: Path, expected_dims: int) -> np.ndarray:
     offset = 4 + 4 * expected_dims
     if len(raw) != offset + int(np.prod(dims)):
         raise UserError(f"corrupt data file {path}: size does not match its header {dims}")
-    return np.frombuffer(raw, np.uint8, offset=offset).reshape(dims)
+    return np.frombuffer(raw, np.uint8, offset=offset).reshape(dims).copy()
 
 
 def _find(folder: Path, stem: str) -> Path | None:

@@ -177,5 +177,6 @@ class Population:
             m.steps = int(s["steps"])
             m.feedback_state = dict(s["feedback_state"])
             m.model.load_state_dict(state["shared"]["model"])
-            m.optimizer.load_state_dict(state["shared"]["optimizer"])
+            # Optimizer.load_state_dict keeps the given tensors: each member needs its own copy.
+            m.optimizer.load_state_dict(copy.deepcopy(state["shared"]["optimizer"]))
             m.generator.set_state(s["generator"])

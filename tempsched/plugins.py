@@ -113,9 +113,9 @@ class PluginManager:
         registry = Registry()
         for kind in KINDS:
             caller = getattr(self.pm.hook, f"register_{kind}")
-            # pluggy calls the newest registration first; registering in load order keeps
-            # "already registered by" pointing at the plugin that came first.
-            for impl in reversed(caller.get_hookimpls()):
+            # get_hookimpls() lists plugins in registration order (shipped ones first), so
+            # "already registered by" names the plugin that came first.
+            for impl in caller.get_hookimpls():
                 self._call_register(registry, kind, impl.plugin_name, impl.function)
         return registry
 

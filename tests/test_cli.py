@@ -1,0 +1,198 @@
+"""The command line end to end: a tiny run, its files, resume equality and every bad input."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import tomllib
+from pathlib import Path
+
+import pytest
+import torch
+
+from tempsched.cli import main
+from tempsched.config import from_dict
+from tempsched.plugins import PluginManager
+from tempsched.runner import execute, load_run_config
+
+TINY = ["--members", "3", "--train-size", "320", "--val-size", "64", "--test-size", "64", "--batch-size", "64"]
+
+
+def cli(*args: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    try:
+        main(list(args))
+        code = 0
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+@pytest.fixture
+def tiny_config(tmp_path: Path) -> Path:
+    path = tmp_path / "tiny.toml"
+    path.write_text('[task_options]\nz1 = [8, 4]\nz2 = [4, 4]\nchannels = [8, 16]\n')
+    return path
+
+
+def test_run_end_to_end(tmp_path: Path, tiny_config: Path, capsys) -> None:
+    out = tmp_path / "run"
+    code, stdout, stderr = cli("run", "--plugin", "paper-default", "--config", str(tiny_config), "--epochs", "2",
+                               *TINY, "--out", str(out), capsys=capsys)
+    assert code == 0, stderr
+    assert "best member" in stdout and "test mse" in stdout and "MNIST sample (embedded" in stdout
+    assert "images/s per member" in stdout
+    for name in ("config.toml", "metrics.jsonl", "best.pt", "state.pt", "reconstructions.png", "summary.json"):
+        assert (out / name).is_file(), name
+    rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert len(rows) == 6
+    for key in ("epoch", "member", "strategy", "tau", "train_loss", "loss", "best", "patience", "delta_tau", "tau_next"):
+        assert key in rows[0]
+    assert sum(r["best"] for r in rows) == 2
+    best = torch.load(out / "best.pt", weights_only=True)
+    assert best["strategy"] in {"fixed", "linear-up", "linear-down"} and best["tau"] > 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["best_member"] == best["member"] and 0 < summary["test_metrics"]["test_mse"] < 0.3
+    assert (out / "reconstructions.png").read_bytes()[:4] == b"\x89PNG"
+    # config.toml is complete and loads back to the same configuration.
+    saved = tomllib.loads((out / "config.toml").read_text())
+    assert saved["members"] == 3 and saved["tau"]["max"] == 300.0 and saved["params"]["patience"] == 5
+    assert load_run_config(out, PluginManager()).to_dict() == saved
+
+
+def test_resume_after_kill_matches_uninterrupted_run(tmp_path: Path, tiny_config: Path, capsys) -> None:
+    common = ["--config", str(tiny_config), "--epochs", "3", *TINY, "--seed", "7", "--patience", "1"]
+    assert cli("run", *common, "--out", str(tmp_path / "straight"), capsys=capsys)[0] == 0
+
+    # Kill after the second epoch's files are written, and leave a half-written metrics line behind.
+    manager = PluginManager()
+    base = tomllib.loads((tmp_path / "straight" / "config.toml").read_text())
+    config = from_dict(base)
+
+    def kill(report) -> None:
+        if report.epoch == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        execute(config, manager, tmp_path / "killed", on_epoch=kill)
+    with (tmp_path / "killed" / "metrics.jsonl").open("a") as fh:
+        fh.write('{"epoch": 2, "member": 1, "tau"')
+    code, stdout, stderr = cli("run", "--resume", str(tmp_path / "killed"), capsys=capsys)
+    assert code == 0, stderr
+    assert "resuming at epoch 3" in stdout
+
+    straight = (tmp_path / "straight" / "metrics.jsonl").read_text()
+    resumed = (tmp_path / "killed" / "metrics.jsonl").read_text()
+    assert resumed == straight  # bit-exact on the CPU, every loss and tau
+    a = torch.load(tmp_path / "straight" / "best.pt", weights_only=True)["model"]
+    b = torch.load(tmp_path / "killed" / "best.pt", weights_only=True)["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_resume_can_extend_epochs(tmp_path: Path, tiny_config: Path, capsys) -> None:
+    out = tmp_path / "run"
+    assert cli("run", "--config", str(tiny_config), "--epochs", "1", *TINY, "--out", str(out), capsys=capsys)[0] == 0
+    assert cli("run", "--resume", str(out), "--epochs", "2", capsys=capsys)[0] == 0
+    rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [0, 0, 0, 1, 1, 1]
+
+
+def _one_line_error(code: int, stderr: str, needle: str) -> None:
+    assert code == 2
+    lines = [ln for ln in stderr.strip().splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:"), stderr
+    assert "Traceback" not in stderr and needle in lines[0], stderr
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--tau-min", "2", "--tau-max", "1"], "smaller than tau.max"),
+    (["--members", "0"], "members must be a positive"),
+    (["--epochs", "0"], "epochs must be a positive"),
+    (["--patience", "0"], "patience must be a positive"),
+    (["--plugin", "nope"], "unknown preset 'nope'"),
+    (["--dataset", "nope"], "unknown dataset 'nope'"),
+    (["--dataset", "mnist", "--data-dir", "/no/such/dir"], "data directory not found"),
+    (["--select-on", "test"], "select_on must be one of"),
+    (["--plugin", "standard-annealing", "--patience", "3"], "has no parameter 'patience'"),
+    (["--exclude-classes", "two"], "--exclude-classes takes"),
+    (["--tau-min", "-1"], "tau.min must be a positive"),
+])
+def test_bad_options(args: list[str], needle: str, tmp_path: Path, capsys) -> None:
+    code, _, stderr = cli("run", *args, "--out", str(tmp_path / "run"), capsys=capsys)
+    _one_line_error(code, stderr, needle)
+    assert not (tmp_path / "run").exists()
+
+
+def test_missing_and_corrupt_data(tmp_path: Path, capsys) -> None:
+    raw = tmp_path / "data" / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for stem in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
+                 "t10k-labels-idx1-ubyte"):
+        (raw / f"{stem}.gz").write_bytes(gzip.compress(b"\x00\x00\x08\x03" + b"\x00" * 20))
+    code, _, stderr = cli("run", "--dataset", "mnist", "--data-dir", str(tmp_path / "data"), capsys=capsys)
+    _one_line_error(code, stderr, "corrupt data file")
+
+
+@pytest.mark.parametrize("text,needle", [
+    ("members = [", "not valid TOML"),
+    ("memberz = 3", "unknown key 'memberz'"),
+    ("members = 'three'", "'members' must be int"),
+    ("[tau]\nmin = 'low'", "'tau.min' must be"),
+    ("[data]\ncolour = 1", "unknown key 'data.colour'"),
+    ("[params]\nl_incc = 1.0", "has no parameter 'l_incc'"),
+    ("[task_options]\nz3 = [1, 2]", "unknown task option"),
+])
+def test_bad_config_files(text: str, needle: str, tmp_path: Path, capsys) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    code, _, stderr = cli("run", "--config", str(path), "--out", str(tmp_path / "run"), capsys=capsys)
+    _one_line_error(code, stderr, needle)
+
+
+def test_missing_config_file(tmp_path: Path, capsys) -> None:
+    code, _, stderr = cli("run", "--config", str(tmp_path / "none.toml"), capsys=capsys)
+    _one_line_error(code, stderr, "config file not found")
+
+
+@pytest.fixture
+def finished_run(tmp_path: Path, tiny_config: Path, capsys) -> Path:
+    out = tmp_path / "done"
+    assert cli("run", "--config", str(tiny_config), "--epochs", "1", *TINY, "--out", str(out), capsys=capsys)[0] == 0
+    return out
+
+
+def _snapshot(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in folder.iterdir()}
+
+
+def test_existing_run_dir_is_never_overwritten(finished_run: Path, capsys) -> None:
+    before = _snapshot(finished_run)
+    code, _, stderr = cli("run", "--out", str(finished_run), capsys=capsys)
+    _one_line_error(code, stderr, "already holds a run")
+    assert _snapshot(finished_run) == before
+
+
+@pytest.mark.parametrize("content,needle", [
+    (b"garbage, not a checkpoint", "corrupt or not a tempsched file"),
+    (None, "not a tempsched checkpoint"),
+])
+def test_corrupt_or_foreign_checkpoint_on_resume(finished_run: Path, content: bytes | None, needle: str,
+                                                  capsys) -> None:
+    state = finished_run / "state.pt"
+    if content is None:
+        torch.save({"weights": torch.zeros(3)}, state)
+    else:
+        state.write_bytes(content)
+    before = _snapshot(finished_run)
+    code, _, stderr = cli("run", "--resume", str(finished_run), "--epochs", "2", capsys=capsys)
+    _one_line_error(code, stderr, needle)
+    assert _snapshot(finished_run) == before
+
+
+def test_resume_rejects_other_options_and_non_run_dirs(finished_run: Path, tmp_path: Path, capsys) -> None:
+    code, _, stderr = cli("run", "--resume", str(finished_run), "--members", "5", capsys=capsys)
+    _one_line_error(code, stderr, "only --epochs may be given")
+    code, _, stderr = cli("run", "--resume", str(tmp_path), capsys=capsys)
+    _one_line_error(code, stderr, "not a tempsched run directory")
+    code, _, stderr = cli("run", "--resume", str(tmp_path / "nothing"), capsys=capsys)
+    _one_line_error(code, stderr, "run directory not found")
