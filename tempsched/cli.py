@@ -41,6 +41,8 @@ def _cli_overrides(**given: Any) -> dict[str, Any]:
         "val_size": ("data", "val_size"), "test_size": ("data", "test_size"),
         "tau_initial": ("tau", "initial"), "tau_min": ("tau", "min"), "tau_max": ("tau", "max"),
         "patience": ("params", "patience"), "feedback_lr": ("params", "feedback_lr"),
+        "backend": ("performance", "backend"), "precision": ("performance", "precision"),
+        "channels_last": ("performance", "channels_last"), "threads": ("performance", "threads"),
     }
     out: dict[str, Any] = {}
     for key, value in given.items():
@@ -101,14 +103,22 @@ def run(
     val_size: Optional[int] = typer.Option(None, help="Validation images carved from the training set."),
     test_size: Optional[int] = typer.Option(None, help="Use only the first N test images."),
     learning_rate: Optional[float] = typer.Option(None, help="Adam learning rate (default 1e-3)."),
-    device: Optional[str] = typer.Option(None, help="cpu, cuda or auto."),
+    device: Optional[str] = typer.Option(None, help="cpu, cuda or auto (CUDA where there is one)."),
+    backend: Optional[str] = typer.Option(None, help="Member steps: loop (one after another), vmap (vectorised) "
+                                          "or auto (vmap on a GPU, loop on a CPU; default)."),
+    precision: Optional[str] = typer.Option(None, help="fp32 (default) or bf16 (autocast; fast only on "
+                                            "hardware with bf16 units)."),
+    channels_last: Optional[bool] = typer.Option(None, "--channels-last/--no-channels-last",
+                                                 help="NHWC memory layout for the convolutions."),
+    threads: Optional[int] = typer.Option(None, help="CPU threads for torch (0: one per core, the default)."),
 ) -> None:
     """Train a population and save the best member (the main job)."""
     overrides = _cli_overrides(
         plugin=plugin, dataset=dataset, data_dir=data_dir, members=members, epochs=epochs, batch_size=batch_size,
         seed=seed, tau_initial=tau_initial, tau_min=tau_min, tau_max=tau_max, patience=patience,
         feedback_lr=feedback_lr, select_on=select_on, exclude_classes=_parse_classes(exclude_classes),
-        train_size=train_size, val_size=val_size, test_size=test_size, learning_rate=learning_rate, device=device)
+        train_size=train_size, val_size=val_size, test_size=test_size, learning_rate=learning_rate, device=device,
+        backend=backend, precision=precision, channels_last=channels_last, threads=threads)
     manager = PluginManager()
     if resume is not None:
         if config is not None or out is not None or set(overrides) - {"epochs"}:

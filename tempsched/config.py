@@ -48,6 +48,23 @@ class DataConfig:
 
 
 @dataclass
+class PerformanceConfig:
+    """How fast the members train; none of these changes what a run computes beyond a stated tolerance.
+
+    ``backend``: 'loop' (members one after another, the reference), 'vmap' (vectorised with torch.func)
+    or 'auto' (vmap on a GPU, loop on a CPU, as measured in docs/performance.md). ``precision``: 'fp32'
+    or 'bf16' (autocast for the forward pass; fast only where the hardware has bf16 units).
+    ``channels_last``: NHWC memory layout for convolutions. ``threads``: torch's intra-op threads
+    (0: torch's default, one per core).
+    """
+
+    backend: str = "auto"
+    precision: str = "fp32"
+    channels_last: bool = False
+    threads: int = 0
+
+
+@dataclass
 class RunConfig:
     """Everything a run needs; ``resolve`` fills the values a preset supplies."""
 
@@ -64,6 +81,7 @@ class RunConfig:
     selection: str | None = None
     tau: TauConfig = field(default_factory=TauConfig)
     data: DataConfig = field(default_factory=DataConfig)
+    performance: PerformanceConfig = field(default_factory=PerformanceConfig)
     task_options: dict[str, Any] = field(default_factory=dict)
     params: dict[str, Any] = field(default_factory=dict)
 
@@ -77,6 +95,8 @@ class RunConfig:
 
 SELECT_ON = ("val", "train")
 DEVICES = ("cpu", "cuda", "auto")
+BACKENDS = ("auto", "loop", "vmap")
+PRECISIONS = ("fp32", "bf16")
 
 
 def _drop_none(value: Any) -> Any:
@@ -171,6 +191,7 @@ def resolve(config: RunConfig, preset: Preset) -> RunConfig:
             max=config.tau.max if config.tau.max is not None else preset.tau_max,
         ),
         data=dataclasses.replace(config.data, exclude_classes=list(config.data.exclude_classes)),
+        performance=dataclasses.replace(config.performance),
         params=_resolve_params(config.params, preset),
     )
     assert c.members is not None
@@ -214,6 +235,13 @@ def _validate(c: RunConfig) -> None:
         raise UserError(f"select_on must be one of {', '.join(SELECT_ON)}, got '{c.select_on}'")
     if c.device not in DEVICES:
         raise UserError(f"device must be one of {', '.join(DEVICES)}, got '{c.device}'")
+    perf = c.performance
+    if perf.backend not in BACKENDS:
+        raise UserError(f"performance.backend must be one of {', '.join(BACKENDS)}, got '{perf.backend}'")
+    if perf.precision not in PRECISIONS:
+        raise UserError(f"performance.precision must be one of {', '.join(PRECISIONS)}, got '{perf.precision}'")
+    if perf.threads < 0:
+        raise UserError(f"performance.threads must be >= 0, got {perf.threads}")
     if c.schedules is not None and len(c.schedules) != c.members:
         raise UserError(f"schedules lists {len(c.schedules)} names for {c.members} members")
     for key, value in c.params.items():

@@ -17,6 +17,7 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
+from tempsched.backends import LoopStepper, Stepper
 from tempsched.parts import EpochContext, FeedbackRule, Schedule, SelectionPolicy, StepContext
 from tempsched.task import Task
 
@@ -89,8 +90,9 @@ class Population:
     """n members trained side by side; ``run_epoch`` is one pass of Algorithm 1."""
 
     def __init__(self, task: Task, members: Sequence[Member], feedback: FeedbackRule, selection: SelectionPolicy,
-                 tau_min: float, tau_max: float, select_on: str = "val") -> None:
+                 tau_min: float, tau_max: float, select_on: str = "val", stepper: Stepper | None = None) -> None:
         self.task = task
+        self.stepper = stepper or LoopStepper(task)
         self.members = list(members)
         self.feedback = feedback
         self.selection = selection
@@ -106,12 +108,15 @@ class Population:
         tau_used = [m.tau for m in members]
         sums = [0.0] * len(members)
         batches = 0
+        train_seconds = 0.0  # the members' own steps; batch preparation and schedules count as engine time
         t0 = time.perf_counter()
         for batch in self.task.batches(epoch):
             batches += 1
+            t_step = time.perf_counter()
+            step_losses = self.stepper(members, batch)
+            train_seconds += time.perf_counter() - t_step
             for k, m in enumerate(members):
-                m.model.train()
-                sums[k] += self.task.train_step(m.model, m.optimizer, batch, m.tau, m.generator)
+                sums[k] += step_losses[k]
                 m.steps += 1
                 if m.schedule.per_step:
                     ctx = StepContext(member=m.index, epoch=epoch, step=m.steps)
@@ -147,8 +152,8 @@ class Population:
                 copy_member_state(members[best], m)
         self.epoch += 1
         t3 = time.perf_counter()
-        return EpochResult(epoch=epoch, best=best, rows=rows, train_seconds=t1 - t0, eval_seconds=t2 - t1,
-                           engine_seconds=t3 - t2)
+        return EpochResult(epoch=epoch, best=best, rows=rows, train_seconds=train_seconds, eval_seconds=t2 - t1,
+                           engine_seconds=t3 - t2 + (t1 - t0 - train_seconds))
 
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue bit-exactly: weights, optimizers, generators, temperatures.

@@ -31,7 +31,7 @@ class EpochReport:
     rows: list[dict[str, Any]]
     train_seconds: float  # members' training passes
     eval_seconds: float  # members' selection-loss passes
-    engine_seconds: float  # selection, feedback, schedule steps, weight and optimizer copies
+    engine_seconds: float  # batch preparation, selection, feedback, schedule steps, weight and optimizer copies
     save_seconds: float  # metrics, checkpoint and best-model writes
 
 

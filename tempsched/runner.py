@@ -14,6 +14,7 @@ from typing import Any, Callable
 import torch
 
 from tempsched import rundir as rd
+from tempsched.backends import choose_stepper
 from tempsched.config import RunConfig, from_dict, load_toml, resolve
 from tempsched.engine import EpochResult, Member, Population
 from tempsched.errors import UserError
@@ -55,6 +56,8 @@ def _seed(config: RunConfig, member: int, stream: int) -> int:
 def build(config: RunConfig, manager: PluginManager) -> Built:
     """Instantiate the task, every member (model, optimizer, generator, schedule) and the rules."""
     registry = manager.registry
+    if config.performance.threads:
+        torch.set_num_threads(config.performance.threads)
     task: Task = registry.get("tasks", config.task)(config)
     assert config.tau.initial is not None and config.tau.min is not None and config.tau.max is not None
     params: dict[str, Any] = {**config.params, "tau_initial": config.tau.initial, "tau_min": config.tau.min,
@@ -71,7 +74,8 @@ def build(config: RunConfig, manager: PluginManager) -> Built:
         generator = torch.Generator(device=task.device).manual_seed(_seed(config, i, 1))
         tau = min(max(config.tau.initial, config.tau.min), config.tau.max)
         members.append(Member(i, strategy, schedule, model, optimizer, generator, tau))
-    population = Population(task, members, feedback, selection, config.tau.min, config.tau.max, config.select_on)
+    population = Population(task, members, feedback, selection, config.tau.min, config.tau.max, config.select_on,
+                            choose_stepper(config.performance.backend, task))
     return Built(task, population)
 
 

@@ -12,15 +12,23 @@ import torch.nn.functional as F
 from torch import nn
 
 
-def gumbel_softmax(logits: torch.Tensor, tau: float, generator: torch.Generator | None,
+# Where Gumbel noise comes from: a generator to draw from, or uniforms drawn beforehand (shaped as the logits).
+Noise = torch.Generator | torch.Tensor | None
+
+
+def gumbel_softmax(logits: torch.Tensor, tau: float | torch.Tensor, noise: Noise,
                    hard: bool = False) -> torch.Tensor:
     """Relaxed one-hot samples of eq. 7 over the last axis; ``hard`` gives the argmax of eq. 6.
 
-    The noise is drawn from ``generator`` so that each member's noise stream is its own and a
-    resumed run draws the same numbers.
+    The noise is drawn from a generator so that each member's noise stream is its own and a resumed
+    run draws the same numbers. It may also come as uniforms drawn beforehand from that generator (the
+    same numbers): ``torch.func.vmap`` cannot draw from per-member generators inside the mapped call.
     """
     log_pi = F.log_softmax(logits, dim=-1)
-    u = torch.rand(logits.shape, generator=generator, device=logits.device, dtype=logits.dtype)
+    if isinstance(noise, torch.Tensor):
+        u = noise
+    else:
+        u = torch.rand(logits.shape, generator=noise, device=logits.device, dtype=logits.dtype)
     neg_log_u = -torch.log(u.clamp_min(1e-10))
     gumbel = -torch.log(neg_log_u.clamp_min(1e-10))
     scores = log_pi + gumbel
@@ -72,11 +80,22 @@ class DualGSVAE(nn.Module):
         h = self.encoder(x)
         return self.head1(h).view(-1, *self.z1), self.head2(h).view(-1, *self.z2)
 
-    def forward(self, x: torch.Tensor, tau: float, generator: torch.Generator | None = None,
+    def draw_noise(self, batch: int, generator: torch.Generator,
+                   device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """The uniforms ``forward`` would draw from ``generator`` for ``batch`` images, in the same order."""
+        return (torch.rand((batch, *self.z1), generator=generator, device=device),
+                torch.rand((batch, *self.z2), generator=generator, device=device))
+
+    def forward(self, x: torch.Tensor, tau: float | torch.Tensor,
+                noise: torch.Generator | tuple[torch.Tensor, torch.Tensor] | None = None,
                 hard: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Reconstruction (mean of both decoders) and the logits of z1 and z2."""
+        """Reconstruction (mean of both decoders) and the logits of z1 and z2.
+
+        ``noise`` is a generator to draw the Gumbel noise from, or the pair ``draw_noise`` returns.
+        """
         logits1, logits2 = self.encode(x)
-        s1 = gumbel_softmax(logits1, tau, generator, hard).flatten(1)
-        s2 = gumbel_softmax(logits2, tau, generator, hard).flatten(1)
+        u1, u2 = noise if isinstance(noise, tuple) else (noise, noise)
+        s1 = gumbel_softmax(logits1, tau, u1, hard).flatten(1)
+        s2 = gumbel_softmax(logits2, tau, u2, hard).flatten(1)
         x_hat = 0.5 * (self.decoder1(s1) + self.decoder2(s2))
         return x_hat, logits1, logits2

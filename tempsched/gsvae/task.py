@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import torch
 from torch import nn
@@ -64,12 +64,19 @@ class GSVAETask:
         self.channels = self.opts["channels"] or ([16, 32] if size == 28 else [32, 64, 128, 256])
         if size % (2 ** len(self.channels)):
             raise UserError(f"images of size {size} cannot pass {len(self.channels)} stride-2 convolutions")
+        perf = config.performance
+        self.memory_format = torch.channels_last if perf.channels_last else torch.contiguous_format
+        self.autocast_dtype = torch.bfloat16 if perf.precision == "bf16" else None
         self._x_train = self.data.x_train.to(self.device)
         self._x_val = self._as_float(self.data.x_val.to(self.device))
 
-    @staticmethod
-    def _as_float(x: torch.Tensor) -> torch.Tensor:
-        return x.float().div_(255.0)
+    def _as_float(self, x: torch.Tensor) -> torch.Tensor:
+        return x.float().div_(255.0).contiguous(memory_format=self.memory_format)
+
+    def _autocast(self) -> torch.autocast:
+        """bf16 autocast of the forward pass where asked for; the loss is always summed in fp32."""
+        return torch.autocast(self.device.type, dtype=self.autocast_dtype or torch.bfloat16,
+                              enabled=self.autocast_dtype is not None)
 
     @property
     def train_examples(self) -> int:
@@ -80,7 +87,8 @@ class GSVAETask:
 
     def build_model(self) -> nn.Module:
         c, size = self.shape[0], self.shape[-1]
-        return DualGSVAE(c, size, list(self.channels), tuple(self.opts["z1"]), tuple(self.opts["z2"])).to(self.device)
+        model = DualGSVAE(c, size, list(self.channels), tuple(self.opts["z1"]), tuple(self.opts["z2"]))
+        return model.to(self.device, memory_format=self.memory_format)
 
     def build_optimizer(self, model: nn.Module) -> torch.optim.Optimizer:
         return torch.optim.Adam(model.parameters(), lr=self.learning_rate)
@@ -91,10 +99,19 @@ class GSVAETask:
         for i in range(0, len(perm), self.batch_size):
             yield self._as_float(self._x_train[perm[i:i + self.batch_size]])
 
+    def draw_noise(self, model: nn.Module, batch: torch.Tensor,
+                   generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        return model.draw_noise(len(batch), generator, self.device)
+
+    def batch_loss(self, forward: Callable[..., Any], batch: torch.Tensor, tau: float | torch.Tensor,
+                   noise: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        with self._autocast():
+            x_hat, l1, l2 = forward(batch, tau, noise)
+        return negative_elbo(x_hat.float(), batch, l1.float(), l2.float()).mean()
+
     def train_step(self, model: nn.Module, optimizer: torch.optim.Optimizer, batch: torch.Tensor, tau: float,
                    generator: torch.Generator) -> float:
-        x_hat, l1, l2 = model(batch, tau, generator)
-        loss = negative_elbo(x_hat, batch, l1, l2).mean()
+        loss = self.batch_loss(model, batch, tau, self.draw_noise(model, batch, generator))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -106,7 +123,9 @@ class GSVAETask:
         g = torch.Generator(device=self.device).manual_seed(self.opts["eval_noise_seed"])
         for i in range(0, len(x), EVAL_BATCH):
             xb = x[i:i + EVAL_BATCH]
-            yield (xb, *model(xb, tau, g, hard))
+            with self._autocast():
+                out = model(xb, tau, g, hard)
+            yield (xb, *(t.float() for t in out))
 
     def evaluate(self, model: nn.Module, tau: float) -> float:
         total = sum(float(negative_elbo(x_hat, xb, l1, l2).sum()) for xb, x_hat, l1, l2 in

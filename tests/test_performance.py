@@ -1,0 +1,77 @@
+"""Speed options keep results: defaults unchanged, vmap = loop, channels_last and bf16 near fp32."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import tiny_gsvae
+from tempsched.backends import LoopStepper, VmapStepper, choose_stepper
+from tempsched.errors import UserError
+from tempsched.runner import build, execute
+
+# (train_loss, val loss) of every row of tiny_gsvae's metrics.jsonl, recorded before the speed work
+# (commit 864885c); the default path must still compute exactly these numbers.
+REFERENCE_ROWS = [(500.9554443359375, 497.9371337890625), (514.9330596923828, 511.14190673828125),
+                  (529.2259063720703, 525.62939453125), (495.88087463378906, 493.57275390625),
+                  (495.86614990234375, 493.5858459472656), (495.8848190307617, 493.56719970703125)]
+
+
+def _rows(manager, tmp_path: Path, name: str, **performance: object) -> list[tuple[float, float]]:
+    config = tiny_gsvae(manager, performance=performance)
+    execute(config, manager, tmp_path / name)
+    rows = [json.loads(line) for line in (tmp_path / name / "metrics.jsonl").read_text().splitlines()]
+    return [(r["train_loss"], r["loss"]) for r in rows]
+
+
+def test_default_settings_compute_the_recorded_numbers(manager, tmp_path: Path) -> None:
+    assert _rows(manager, tmp_path, "default") == REFERENCE_ROWS
+
+
+def test_vmap_backend_matches_the_loop_within_1e_4(manager) -> None:
+    """Same noise, same steps: the vectorised convolutions only round differently (rel. 1e-4 after 5 steps)."""
+    loop, vec = build(tiny_gsvae(manager), manager), build(tiny_gsvae(manager), manager)
+    batches = list(loop.task.batches(0))
+    for m in loop.population.members + vec.population.members:
+        m.tau = 0.5 + m.index / 4  # different temperatures per member, as in a real population
+    for batch in batches:
+        loop_losses = LoopStepper(loop.task)(loop.population.members, batch)
+        vec_losses = VmapStepper(vec.task)(vec.population.members, batch)
+        assert vec_losses == pytest.approx(loop_losses, rel=1e-4)
+    for a, b in zip(loop.population.members, vec.population.members):
+        for pa, pb in zip(a.model.parameters(), b.model.parameters()):
+            torch.testing.assert_close(pb, pa, rtol=1e-4, atol=1e-5)
+        assert torch.equal(a.generator.get_state(), b.generator.get_state())
+
+
+@pytest.mark.parametrize("performance, rel", [
+    ({"channels_last": True}, 1e-4),  # other convolution kernels: rounding only
+    ({"precision": "bf16"}, 0.02),  # 8-bit mantissa in the forward pass
+])
+def test_speed_options_stay_within_tolerance_of_fp32(manager, tmp_path: Path, performance: dict,
+                                                     rel: float) -> None:
+    rows = _rows(manager, tmp_path, "fast", backend="loop", **performance)
+    assert [r[1] for r in rows] == pytest.approx([r[1] for r in REFERENCE_ROWS], rel=rel)
+
+
+def test_auto_backend_loops_on_the_cpu_and_vmap_needs_a_vectorisable_task(manager) -> None:
+    gsvae = build(tiny_gsvae(manager), manager)
+    assert isinstance(gsvae.population.stepper, LoopStepper)
+    assert isinstance(choose_stepper("vmap", gsvae.task), VmapStepper)
+    toy = build(tiny_gsvae(manager, plugin="toy-paper", members=2, task_options={}), manager)
+    with pytest.raises(UserError, match="vmap"):
+        choose_stepper("vmap", toy.task)
+
+
+@pytest.mark.parametrize("performance, message", [
+    ({"backend": "gpu"}, "performance.backend"),
+    ({"precision": "fp16"}, "performance.precision"),
+    ({"threads": -1}, "performance.threads"),
+    ({"channels_last": "yes"}, "performance.channels_last"),
+])
+def test_bad_performance_settings_are_user_errors(manager, performance: dict, message: str) -> None:
+    with pytest.raises(UserError, match=message):
+        tiny_gsvae(manager, performance=performance)
