@@ -21,6 +21,7 @@ from typing import Any, Mapping, MutableMapping, Sequence
 from tempsched import hookimpl
 from tempsched.errors import UserError
 from tempsched.parts import EpochContext, FeedbackRule, Param, Preset, Schedule, SelectionPolicy
+from tempsched.space import Dim, SearchSpace
 
 STRATEGIES = ("fixed", "linear-up", "linear-down", "exp-up", "exp-down")
 
@@ -131,3 +132,24 @@ def register_presets(register: Any) -> None:
         task="gsvae", members=8, assign=paper_assignment, feedback="patience", selection="min-loss",
         tau_initial=1.0, tau_min=0.5, tau_max=300.0, params=PARAMS,
     ))
+
+
+# What ``tempsched tune`` searches for any preset that uses these parameters (docs/tuning.md explains
+# the ranges). tau_min's range lies wholly below tau_max's, so every sample keeps tau_min < tau_max, and
+# both bracket tau_initial = 1.0 so the start temperature is never clamped.
+SEARCH_SPACE = (
+    Dim("feedback_lr", "params.feedback_lr", 1e-4, 1.0, log=True, minimum=0.0,
+        help="Algorithm 3's feedback step; the default 0.01 sits two decades above the bottom"),
+    Dim("patience", "params.patience", 1, 10, integer=True, minimum=1,
+        help="epochs behind the best before feedback; above the run's epochs feedback never fires"),
+    Dim("tau_min", "tau.min", 0.05, 1.0, log=True, help="lower temperature bound (default 0.5)"),
+    Dim("tau_max", "tau.max", 2.0, 500.0, log=True, help="upper temperature bound (default 300)"),
+)
+
+
+@hookimpl
+def tempsched_search_space(preset: Preset, space: SearchSpace) -> None:
+    if {"feedback_lr", "patience"} <= set(preset.params):
+        for dim in SEARCH_SPACE:
+            space.add(dim)
+        space.require_below("tau_min", "tau_max")

@@ -158,6 +158,12 @@ def plugins() -> None:
             console.print(f"  preset [italic]{preset}[/]: {presets[preset].description}", highlight=False)
 
 
+# `tempsched tune` lives in its own module and takes run's options, so it joins once `run` is defined.
+from tempsched.cli_tune import tune_app  # noqa: E402
+
+app.add_typer(tune_app, name="tune")
+
+
 def main(argv: Optional[list[str]] = None) -> None:
     """Console entry point: run the app, turning user errors into one line and exit status 2."""
     try:

@@ -16,7 +16,9 @@ from typing import TYPE_CHECKING, Callable
 import pluggy
 
 if TYPE_CHECKING:  # pragma: no cover - imports for annotations only
+    from tempsched.parts import Preset
     from tempsched.reports import EpochReport, RunInfo, RunSummary
+    from tempsched.space import SearchSpace
 
 PROJECT = "tempsched"
 hookspec = pluggy.HookspecMarker(PROJECT)
@@ -66,6 +68,19 @@ def register_presets(register: Callable[..., None]) -> None:
 
     A preset is a complete, named recipe (``--plugin NAME`` picks one): the task, which schedule each
     member follows, the feedback rule, the selection policy and the default parameters.
+    """
+
+
+@hookspec
+def tempsched_search_space(preset: Preset, space: SearchSpace) -> None:
+    """Add or change the parameters ``tempsched tune`` samples for runs of ``preset``.
+
+    Call ``space.add(Dim(...))`` for a parameter the preset reads (``target`` says where its value
+    goes in the run configuration: ``params.NAME`` or ``tau.min``), ``space.replace(name, ...)`` to
+    change one another plugin added, and ``space.require_below(a, b)`` for an order that every sample
+    must keep. Implementations run in registration order (the shipped plugins first), so an
+    installed plugin sees, and may change, what they added. Leave ``space`` alone for presets the
+    plugin does not know.
     """
 
 

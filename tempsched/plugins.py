@@ -18,6 +18,7 @@ import pluggy
 from tempsched import hookspecs
 from tempsched.errors import UserError
 from tempsched.parts import Preset
+from tempsched.space import SearchSpace
 
 ENTRY_POINT_GROUP = "tempsched"
 ENV_PLUGINS = "TEMPSCHED_PLUGINS"
@@ -104,6 +105,13 @@ class PluginManager:
         if self._registry is None:
             self._registry = self._build_registry()
         return self._registry
+
+    def search_space(self, preset: Preset) -> SearchSpace:
+        """The space ``tempsched tune`` samples for ``preset``, built by every plugin in registration order."""
+        space = SearchSpace()
+        for impl in self.pm.hook.tempsched_search_space.get_hookimpls():
+            impl.function(preset=preset, space=space)
+        return space
 
     def plugin_names(self) -> list[str]:
         """Names of the loaded plugins, shipped ones first."""

@@ -6,6 +6,9 @@ selection loss adds (tau - 2)^2, so members whose tau sits near 2 win selection.
 
 from __future__ import annotations
 
+import os
+import sys
+import time
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -13,8 +16,11 @@ import torch
 from torch import nn
 
 from tempsched import hookimpl
-from tempsched.config import RunConfig
+from tempsched.config import RunConfig, from_dict
 from tempsched.parts import Preset
+from tempsched.plugins import PluginManager
+from tempsched.runner import resolve_config
+from tempsched.tune import TuneSettings
 from tempsched_plugins.paper_default import PARAMS as PAPER_PARAMS
 
 
@@ -80,3 +86,53 @@ def register_presets(register: Any) -> None:
         feedback="patience", selection="min-loss", tau_initial=1.0, tau_min=0.5, tau_max=4.0,
         params=dict(PAPER_PARAMS),
     ))
+
+
+def toy_manager() -> PluginManager:
+    """A plugin manager with the toy plugin; a module-level function, so tune's spawned workers can call it."""
+    m = PluginManager()
+    m.register(sys.modules[__name__], name="toy")
+    return m
+
+
+class _HangOnTrial:
+    """Makes the run into a directory named ``hang_dir_name`` stop after its first epoch until killed."""
+
+    def __init__(self, hang_dir_name: str, marker: Path) -> None:
+        self.hang_dir_name = hang_dir_name
+        self.marker = marker
+        self.current = ""
+
+    @hookimpl
+    def tempsched_epoch_end(self, report: Any) -> None:
+        if self.current == self.hang_dir_name:
+            self.marker.write_text(str(os.getpid()))
+            time.sleep(600)
+
+    @hookimpl
+    def tempsched_run_start(self, info: Any) -> None:
+        self.current = Path(info.run_dir).name
+
+
+def hanging_manager() -> PluginManager:
+    """The toy manager plus a plugin that hangs trial ``TOY_HANG_TRIAL`` (for the kill -9 test)."""
+    m = toy_manager()
+    m.register(_HangOnTrial(os.environ["TOY_HANG_TRIAL"], Path(os.environ["TOY_HANG_MARKER"])), name="hang")
+    return m
+
+
+def toy_settings(study_dir: Path, trials: int, **changes: Any) -> TuneSettings:
+    """A tune study of the toy-paper preset (4 epochs, milliseconds a trial).
+
+    The ranges let tau sit anywhere from 0.5 to 8, so a trial with tau far from 2 is clearly bad (the
+    toy's loss adds (tau - 2)^2); ``changes`` sets other TuneSettings fields.
+    """
+    manager = changes.get("manager_factory", toy_manager)()
+    base = resolve_config(from_dict({"plugin": "toy-paper", "epochs": 4, "seed": 0}), manager)
+    space = manager.search_space(manager.registry.presets["toy-paper"])
+    space.apply_overrides({"tau_min": (0.5, 3.5), "tau_max": (3.6, 8.0)}, {})
+    settings = TuneSettings(base=base, space=space, trials=trials, study_dir=study_dir, study_name="toy",
+                            manager_factory=toy_manager)
+    for key, value in changes.items():
+        setattr(settings, key, value)
+    return settings

@@ -1,0 +1,268 @@
+"""tempsched tune: the search space, pruning, resume, stale trials, workers on file and PostgreSQL storage."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+import tomllib
+import uuid
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from test_cli import cli
+from toy import toy_manager, toy_settings
+
+from tempsched import tune
+from tempsched.config import from_dict, load_toml
+from tempsched.errors import UserError
+from tempsched.plugins import PluginManager
+from tempsched.runner import resolve_config
+from tempsched.space import parse_overrides
+
+TESTS = Path(__file__).parent
+POSTGRES_ENV = "TEMPSCHED_TEST_POSTGRES_URL"
+
+
+def paper_space():
+    manager = PluginManager()
+    return manager.search_space(manager.registry.presets["paper-default"])
+
+
+@pytest.mark.parametrize("sampler", ["random", "tpe", "cmaes"])
+def test_space_keeps_tau_min_below_tau_max(sampler: str) -> None:
+    space = paper_space()
+    space.validate()
+    study = optuna.create_study(sampler=tune.make_sampler(sampler, 0))
+    for i in range(200):
+        trial = study.ask()
+        v = space.suggest(trial)
+        assert 0.05 <= v["tau_min"] <= 1.0 < 2.0 <= v["tau_max"] <= 500.0
+        assert v["tau_min"] < v["tau_max"]
+        assert isinstance(v["patience"], int) and 1 <= v["patience"] <= 10
+        assert 1e-4 <= v["feedback_lr"] <= 1.0
+        study.tell(trial, v["tau_max"] / v["tau_min"] + v["patience"])  # any value: samplers must learn something
+    # Every sample lands where the run configuration expects it.
+    overrides = space.config_overrides(v)
+    assert overrides == {"params": {"feedback_lr": v["feedback_lr"], "patience": v["patience"]},
+                         "tau": {"min": v["tau_min"], "max": v["tau_max"]}}
+
+
+def test_fix_and_ranges_from_cli_and_file() -> None:
+    space = paper_space()
+    ranges, fixed = parse_overrides(["patience=5"], ["feedback_lr=1e-5:2"],
+                                    {"tau_max": {"low": 10, "high": 1000}, "tau_min": {"fix": 0.7}})
+    space.apply_overrides(ranges, fixed)
+    space.validate()
+    trial = optuna.create_study().ask()
+    v = space.suggest(trial)
+    assert v["patience"] == 5 and v["tau_min"] == 0.7 and 10 <= v["tau_max"] <= 1000
+    assert set(trial.params) == {"feedback_lr", "tau_max"}  # fixed values are not sampled
+    assert space.dims["feedback_lr"].low == 1e-5 and space.dims["feedback_lr"].high == 2
+
+
+@pytest.mark.parametrize("fix, ranges, table, needle", [
+    ([], ["patience=4:4"], {}, "empty range for 'patience'"),
+    ([], ["feedback_lr=0:1"], {}, "log-uniformly"),
+    ([], ["patience=0:3"], {}, "'patience' must be at least 1"),
+    ([], ["patience=1.5:3"], {}, "whole numbers"),
+    (["tau_min=2.5"], [], {}, "tau_min < tau_max cannot hold"),
+    ([], ["tau_min=0.1:3", "tau_max=2:10"], {}, "tau_min < tau_max cannot hold"),
+    (["nope=1"], [], {}, "has no parameter 'nope'"),
+    (["patience=five"], [], {}, "must be a number"),
+    (["patience"], [], {}, "NAME=VALUE"),
+    ([], ["patience=3"], {}, "NAME=LOW:HIGH"),
+    ([], [], {"patience": {"low": 1}}, "needs both 'low' and 'high'"),
+    ([], [], {"patience": {"lo": 1, "high": 3}}, "must hold 'low' and 'high', or 'fix'"),
+])
+def test_bad_space_input_is_a_user_error(fix: list[str], ranges: list[str], table: dict, needle: str) -> None:
+    space = paper_space()
+    with pytest.raises(UserError, match=needle.replace("(", r"\(")):
+        space.apply_overrides(*parse_overrides(fix, ranges, table))
+        space.validate()
+
+
+def finished(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    return study.get_trials(states=tune.FINISHED)
+
+
+def test_pruning_stops_a_scripted_bad_trial(tmp_path: Path) -> None:
+    settings = toy_settings(tmp_path / "study", trials=6, sampler="random")
+    study = tune.load_study(settings, tune.open_storage(None, settings.study_dir))
+    good = {"feedback_lr": 0.01, "patience": 2, "tau_min": 1.9, "tau_max": 3.6}
+    for _ in range(5):
+        study.enqueue_trial(good)
+    study.enqueue_trial({**good, "tau_min": 3.5, "tau_max": 8.0})  # every tau >= 3.5: loss >= 2.25
+    result = tune.run_study(settings)
+    assert result.counts["complete"] == 5 and result.counts["pruned"] == 1
+    bad = study.trials[5]
+    assert bad.state == TrialState.PRUNED and bad.params["tau_min"] == 3.5
+    assert bad.user_attrs["pruned_after_epoch"] == 2  # median pruner: never in epoch 1, at once in epoch 2
+    assert sorted(bad.intermediate_values) == [0, 1]
+    assert all(len(t.intermediate_values) == 4 for t in study.trials[:5])
+    assert not (settings.study_dir / "trials" / "5" / "summary.json").exists()
+    assert bad.intermediate_values[1] > max(t.intermediate_values[1] for t in study.trials[:5]) + 2
+
+
+def test_resume_adds_trials_to_the_same_study_and_best_toml_reproduces_it(tmp_path: Path) -> None:
+    settings = toy_settings(tmp_path / "study", trials=3)
+    first = tune.run_study(settings)
+    assert first.counts["complete"] == 3 and first.new_trials == 3
+    settings.trials = 5
+    second = tune.run_study(settings)
+    assert second.new_trials == 2
+    storage = tune.open_storage(None, settings.study_dir)
+    assert [s.study_name for s in optuna.get_all_study_summaries(storage)] == ["toy"]
+    study = optuna.load_study(study_name="toy", storage=storage)
+    assert [t.number for t in study.trials] == [0, 1, 2, 3, 4]
+    assert len({tuple(sorted(t.params.items())) for t in study.trials}) == 5  # a resume samples anew
+    assert sorted(p.name for p in (settings.study_dir / "trials").iterdir()) == ["0", "1", "2", "3", "4"]
+    # Re-running a finished study runs nothing more.
+    assert tune.run_study(settings).new_trials == 0
+    # best.toml is the best trial's complete configuration, and `run --config` accepts it as it is.
+    best = study.best_trial
+    saved = tomllib.loads((settings.study_dir / "trials" / str(best.number) / "config.toml").read_text())
+    exported = load_toml(settings.study_dir / "best.toml")
+    assert exported == saved
+    assert resolve_config(from_dict(exported), toy_manager()).to_dict() == saved
+    assert saved["tau"]["min"] == best.params["tau_min"] and saved["params"]["patience"] == best.params["patience"]
+
+
+def test_resume_with_other_settings_is_refused(tmp_path: Path) -> None:
+    tune.run_study(toy_settings(tmp_path / "study", trials=1))
+    other = toy_settings(tmp_path / "study", trials=2)
+    other.base.epochs = 3
+    with pytest.raises(UserError, match=r"other settings \(epochs differ\)"):
+        tune.run_study(other)
+
+
+def test_stale_running_trials_are_failed(tmp_path: Path) -> None:
+    settings = toy_settings(tmp_path / "study", trials=1)
+    storage = tune.open_storage(None, settings.study_dir)
+    study = tune.load_study(settings, storage)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid = int(dead.stdout)
+    gone, silent, alive, fresh = (study.ask() for _ in range(4))
+    gone.set_user_attr("worker", f"{tune.MACHINE}:{dead_pid}:abcd")  # its process has exited
+    silent.set_user_attr("worker", "other-host/boot:1:abcd")  # another machine, silent for an hour
+    silent.set_user_attr("heartbeat", time.time() - 3600)
+    alive.set_user_attr("worker", tune.WORKER_ID)
+    fresh.set_user_attr("worker", "other-host/boot:1:abcd")
+    fresh.set_user_attr("heartbeat", time.time())
+    assert sorted(tune.fail_stale_trials(study, storage)) == [gone.number, silent.number]
+    states = [t.state for t in study.get_trials()]
+    assert states == [TrialState.FAIL, TrialState.FAIL, TrialState.RUNNING, TrialState.RUNNING]
+
+
+def test_kill_9_loses_only_the_trial_in_flight(tmp_path: Path) -> None:
+    study_dir, marker = tmp_path / "study", tmp_path / "hanging"
+    script = textwrap.dedent(f"""
+        from pathlib import Path
+        import toy
+        from tempsched import tune
+        tune.run_study(toy.toy_settings(Path({str(study_dir)!r}), trials=4, manager_factory=toy.hanging_manager))
+    """)
+    env = {**os.environ, "PYTHONPATH": str(TESTS), "TOY_HANG_TRIAL": "2", "TOY_HANG_MARKER": str(marker)}
+    proc = subprocess.Popen([sys.executable, "-c", script], env=env)
+    try:
+        for _ in range(1200):  # wait for trial 2 to be in flight (the child writes the marker, then hangs)
+            if marker.exists() or proc.poll() is not None:
+                break
+            time.sleep(0.1)
+        assert marker.exists(), "trial 2 never started"
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    settings = toy_settings(study_dir, trials=4)
+    result = tune.run_study(settings)  # the same study, resumed
+    study = tune.open_existing(study_dir, "toy")
+    states = {t.number: t.state for t in study.trials}
+    assert states == {0: TrialState.COMPLETE, 1: TrialState.COMPLETE, 2: TrialState.FAIL,
+                      3: TrialState.COMPLETE, 4: TrialState.COMPLETE}
+    assert result.failed_stale == [2] and result.counts["complete"] == 4
+
+
+def two_workers(settings: tune.TuneSettings) -> None:
+    result = tune.run_study(settings)
+    study = tune.open_existing(settings.study_dir, settings.study_name, settings.storage)
+    trials = study.get_trials()
+    assert result.counts["complete"] + result.counts["pruned"] == 8
+    assert sorted(t.number for t in trials) == list(range(8))  # none lost, none doubled
+    assert all(t.state in tune.FINISHED for t in trials)
+    workers = {t.user_attrs["worker"] for t in trials}
+    assert len(workers) == 2 and tune.WORKER_ID in workers  # this process and one spawned worker
+    for t in trials:
+        if t.state == TrialState.COMPLETE:
+            assert (settings.study_dir / "trials" / str(t.number) / "summary.json").is_file()
+    assert sorted(p.name for p in (settings.study_dir / "trials").iterdir()) == [str(n) for n in range(8)]
+
+
+def test_two_workers_share_a_journal_file(tmp_path: Path) -> None:
+    two_workers(toy_settings(tmp_path / "study", trials=8, workers=2))
+
+
+def postgres_url() -> str:
+    url = os.environ.get(POSTGRES_ENV)
+    if not url:
+        if os.environ.get("CI"):
+            pytest.fail(f"{POSTGRES_ENV} is not set: .ci/run must start PostgreSQL for this test")
+        pytest.skip(f"set {POSTGRES_ENV} (see .ci/postgres) to test against PostgreSQL")
+    return url
+
+
+def test_two_workers_share_a_postgresql_database(tmp_path: Path) -> None:
+    url = postgres_url()
+    name = f"test-{uuid.uuid4().hex[:12]}"
+    settings = toy_settings(tmp_path / "study", trials=8, workers=2, storage=url, study_name=name)
+    try:
+        two_workers(settings)
+    finally:
+        with contextlib.suppress(KeyError):  # the study may not exist if the test failed early
+            optuna.delete_study(study_name=name, storage=url)
+
+
+TINY = ["--members", "2", "--epochs", "1", "--train-size", "320", "--val-size", "64", "--test-size", "64",
+        "--batch-size", "64"]
+
+
+def test_cli_tune_and_report(tmp_path: Path, capsys) -> None:
+    config = tmp_path / "tiny.toml"
+    config.write_text('[task_options]\nz1 = [8, 4]\nz2 = [4, 4]\nchannels = [8, 16]\n')
+    out = tmp_path / "study"
+    code, stdout, stderr = cli("tune", "--plugin", "paper-default", "--config", str(config), *TINY, "--trials", "2",
+                               "--pruner", "none", "--fix", "patience=1", "--out", str(out), capsys=capsys)
+    assert code == 0, stderr
+    assert "best trials" in stdout and "2 complete, 0 pruned" in stdout and "test mse" in stdout
+    assert load_toml(out / "best.toml")["params"]["patience"] == 1
+    code, stdout, stderr = cli("tune", "report", str(out), capsys=capsys)
+    assert code == 0, stderr
+    for name in tune.REPORT_PLOTS:
+        assert 'src="plotly.min.js"></script>' in (out / "report" / f"{name}.html").read_text(), name
+    assert (out / "report" / "plotly.min.js").stat().st_size > 100_000
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--sampler", "sobol"], "unknown sampler 'sobol'"),
+    (["--pruner", "fast"], "unknown pruner 'fast'"),
+    (["--range", "patience=3:3"], "empty range for 'patience'"),
+    (["--fix", "tau_min=5"], "tau_min < tau_max cannot hold"),
+    (["--trials", "0"], "--trials must be a positive integer"),
+    (["--storage", "postgresql+psycopg2://u:secret@127.0.0.1:9/none"], "cannot use storage"),
+    (["--plugin", "nope"], "unknown preset 'nope'"),
+])
+def test_cli_bad_input_is_one_line_and_exit_2(args: list[str], needle: str, tmp_path: Path, capsys) -> None:
+    code, _, stderr = cli("tune", *args, "--out", str(tmp_path / "s"), capsys=capsys)
+    assert code == 2 and stderr.startswith("error: ") and needle in stderr, stderr
+    assert len(stderr.strip().splitlines()) == 1 and "secret" not in stderr
+
+
+def test_report_of_a_missing_study(tmp_path: Path, capsys) -> None:
+    code, _, stderr = cli("tune", "report", str(tmp_path / "none"), capsys=capsys)
+    assert code == 2 and "holds no study" in stderr
