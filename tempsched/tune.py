@@ -420,13 +420,16 @@ def run_study(settings: TuneSettings, callbacks: list[Callable[[optuna.Study, Fr
             child.join()
     except KeyboardInterrupt:
         interrupted = True
-        for child in children:  # they got the same Ctrl+C; give them time to mark their trials FAIL
-            child.join(timeout=30)
+    finally:
+        # After Ctrl+C the workers got the same signal: give them time to mark their trials FAIL. After an
+        # error here, stop them now; a trial they leave RUNNING is failed by the next start.
+        for child in children:
             if child.is_alive():
+                child.join(timeout=30 if interrupted else 0)
                 child.terminate()
                 child.join()
     failed_children = [c.name for c in children if c.exitcode not in (0, 130, -2, None)]
-    study = load_study(settings, open_storage(settings.storage, settings.study_dir))
+    study = load_study(settings, storage)
     stale += fail_stale_trials(study, storage)
     result = StudyResult(counts=counts(study), best=(best_trials(study, 1) or [None])[0],
                          best_toml=write_best_toml(study, settings, manager), interrupted=interrupted,

@@ -20,12 +20,13 @@ from optuna.trial import TrialState
 from test_cli import cli
 from toy import toy_manager, toy_settings
 
-from tempsched import tune
+from tempsched import hookimpl, tune
 from tempsched.config import from_dict, load_toml
 from tempsched.errors import UserError
+from tempsched.parts import Preset
 from tempsched.plugins import PluginManager
 from tempsched.runner import resolve_config
-from tempsched.space import parse_overrides
+from tempsched.space import Dim, SearchSpace, parse_overrides
 
 TESTS = Path(__file__).parent
 POSTGRES_ENV = "TEMPSCHED_TEST_POSTGRES_URL"
@@ -53,6 +54,26 @@ def test_space_keeps_tau_min_below_tau_max(sampler: str) -> None:
     overrides = space.config_overrides(v)
     assert overrides == {"params": {"feedback_lr": v["feedback_lr"], "patience": v["patience"]},
                          "tau": {"min": v["tau_min"], "max": v["tau_max"]}}
+
+
+class WiderPatience:
+    """An installed plugin that changes a shipped parameter and adds one of its own."""
+
+    @hookimpl
+    def tempsched_search_space(self, preset: Preset, space: SearchSpace) -> None:
+        if preset.name == "paper-default":
+            space.replace("patience", high=20)
+            space.add(Dim("l_inc", "params.l_inc", 0.01, 1.0, log=True))
+
+
+def test_an_installed_plugin_changes_and_extends_the_space() -> None:
+    manager = PluginManager()
+    manager.register(WiderPatience(), name="wider")
+    preset = manager.registry.presets["paper-default"]
+    space = manager.search_space(preset)
+    assert space.dims["patience"].high == 20 and space.dims["patience"].low == 1
+    assert list(space.dims) == ["feedback_lr", "patience", "tau_min", "tau_max", "l_inc"]
+    assert manager.search_space(manager.registry.presets["standard-annealing"]).dims == {}
 
 
 def test_fix_and_ranges_from_cli_and_file() -> None:
@@ -166,7 +187,7 @@ def test_kill_9_loses_only_the_trial_in_flight(tmp_path: Path) -> None:
     script = textwrap.dedent(f"""
         from pathlib import Path
         import toy
-        from tempsched import tune
+        from tempsched import hookimpl, tune
         tune.run_study(toy.toy_settings(Path({str(study_dir)!r}), trials=4, manager_factory=toy.hanging_manager))
     """)
     env = {**os.environ, "PYTHONPATH": str(TESTS), "TOY_HANG_TRIAL": "2", "TOY_HANG_MARKER": str(marker)}
