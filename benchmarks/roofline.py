@@ -49,6 +49,39 @@ def roofs(seconds: float) -> dict[str, float]:
     return out
 
 
+def layer_rates(model: torch.nn.Module, batch: torch.Tensor, tau: float, seconds: float) -> list[tuple[str, float, float]]:
+    """(layer, MFLOP, GFLOP/s) of each conv and linear layer alone, forward and backward, at its shape in a step.
+
+    The first layer's input needs no gradient, as in training; every other layer's input does.
+    """
+    shapes: dict[str, tuple[int, ...]] = {}
+    layers = {name: mod for name, mod in model.named_modules()
+              if isinstance(mod, (torch.nn.Conv2d, torch.nn.ConvTranspose2d, torch.nn.Linear))}
+    def remember(name: str) -> Callable[..., None]:
+        def hook(module: torch.nn.Module, args: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
+            shapes[name] = tuple(args[0].shape)
+        return hook
+
+    hooks = [mod.register_forward_hook(remember(name)) for name, mod in layers.items()]
+    with torch.no_grad():
+        model(batch, tau, torch.Generator().manual_seed(0))
+    for h in hooks:
+        h.remove()
+    out = []
+    for name, mod in layers.items():
+        x = torch.rand(shapes[name], requires_grad=name != next(iter(layers)))
+
+        def step() -> None:
+            mod(x).sum().backward()
+
+        with FlopCounterMode(display=False) as counter:
+            step()
+        flops = counter.get_total_flops()
+        out.append((f"{name} {type(mod).__name__} {tuple(shapes[name][1:])}", flops / 1e6,
+                    flops_per_second(step, flops, seconds) / 1e9))
+    return out
+
+
 def training(members: int, steps: int) -> tuple[float, float, list[tuple[str, float]]]:
     """FLOPs per member step, member steps per second, and the top operators' share of step time."""
     manager = PluginManager()
@@ -82,6 +115,9 @@ def main() -> None:
     roof = roofs(seconds)
     step_flops, rate1, _ = training(1, steps)
     _, rate8, top = training(8, steps // 4)
+    manager = PluginManager()
+    built = build(mnist_config(manager, 1, 1, 2000), manager)
+    layers = layer_rates(built.population.members[0].model, next(iter(built.task.batches(0))), 1.0, seconds / 5)
     matmul_roof = roof["matmul 1024x1024 fp32"]
     lines = ["| measured roof | GFLOP/s |", "|---|---|"]
     lines += [f"| {name} | {value / 1e9:.1f} |" for name, value in roof.items()]
@@ -97,6 +133,10 @@ def main() -> None:
               "", "Where a step's CPU time goes (n = 8, self time of the top operators):", "",
               "| operator | share |", "|---|---|"]
     lines += [f"| {name} | {100 * share:.1f}% |" for name, share in top]
+    lines += ["", "Each conv and linear layer alone at its training shape (batch 128), forward and backward:", "",
+              "| layer (input shape) | MFLOP | GFLOP/s | of fp32 matmul roof |", "|---|---|---|---|"]
+    lines += [f"| {name} | {mflop:.1f} | {rate:.1f} | {100 * rate * 1e9 / matmul_roof:.0f}% |"
+              for name, mflop, rate in layers]
     lines.append("\nThe bf16 roof is what this CPU's kernels reach in bf16 (no native bf16 units: see "
                  "docs/performance.md). The machine is shared; figures from one run.")
     append_section(f"Roofline{' (quick)' if args.quick else ''}", "\n".join(lines))

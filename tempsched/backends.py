@@ -81,8 +81,9 @@ class VmapStepper:
         self.task = task
 
     def __call__(self, members: Sequence[Member], batch: Any) -> list[float]:
+        for m in members:
+            m.model.train()  # evaluation left them in eval mode; stacking needs one mode
         base = members[0].model
-        base.train()
         params, buffers = stack_module_state([m.model for m in members])
         noise = tree_map(lambda *xs: torch.stack(xs), *[self.task.draw_noise(m.model, batch, m.generator)
                                                         for m in members])

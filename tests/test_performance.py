@@ -37,6 +37,7 @@ def test_vmap_backend_matches_the_loop_within_1e_4(manager) -> None:
     batches = list(loop.task.batches(0))
     for m in loop.population.members + vec.population.members:
         m.tau = 0.5 + m.index / 4  # different temperatures per member, as in a real population
+        vec.task.evaluate(m.model, m.tau)  # leaves the model in eval mode, as selection does each epoch
     for batch in batches:
         loop_losses = LoopStepper(loop.task)(loop.population.members, batch)
         vec_losses = VmapStepper(vec.task)(vec.population.members, batch)
@@ -75,3 +76,20 @@ def test_auto_backend_loops_on_the_cpu_and_vmap_needs_a_vectorisable_task(manage
 def test_bad_performance_settings_are_user_errors(manager, performance: dict, message: str) -> None:
     with pytest.raises(UserError, match=message):
         tiny_gsvae(manager, performance=performance)
+
+
+def test_cli_speed_flags_reach_the_saved_configuration(tmp_path: Path, capsys) -> None:
+    from test_cli import TINY, cli
+
+    config = tmp_path / "tiny.toml"
+    config.write_text('[task_options]\nz1 = [8, 4]\nz2 = [4, 4]\nchannels = [8, 16]\n')
+    out = tmp_path / "run"
+    threads = str(torch.get_num_threads())  # the run sets it process-wide: keep the test process as it was
+    code, _, stderr = cli("run", "--config", str(config), "--epochs", "1", "--out", str(out), *TINY, "--device", "cpu",
+                          "--backend", "vmap", "--channels-last", "--threads", threads, capsys=capsys)
+    assert code == 0, stderr
+    saved = (out / "config.toml").read_text()
+    assert 'backend = "vmap"' in saved and "channels_last = true" in saved and f"threads = {threads}" in saved
+    code, _, stderr = cli("run", "--precision", "fp16", *TINY, capsys=capsys)
+    assert code == 2 and stderr.strip().splitlines() == ["error: performance.precision must be one of fp32, bf16, "
+                                                          "got 'fp16'"]
