@@ -102,7 +102,7 @@ class Progress:
     def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         if cli.console.is_terminal:
             if self.live is None:
-                self.live = Live(console=cli.console, auto_refresh=False)
+                self.live = Live(console=cli.console, auto_refresh=False, transient=True)  # the final table follows
                 self.live.start()
             self.live.update(best_table(study), refresh=True)
             return
