@@ -37,7 +37,7 @@ def _tune_options(
     trials: int = typer.Option(20, help="Finished (complete or pruned) trials the study should hold; "
                                "re-running the command resumes towards this count."),
     out: Optional[Path] = typer.Option(None, help="Study directory: the journal, trials/<n>/ run directories and "
-                                       "best.toml (default tune-<preset> in the current directory)."),
+                                       "best.toml (default studies/<preset> in the current directory)."),
     study_name: Optional[str] = typer.Option(None, help="Study name in the storage (default: the study "
                                              "directory's name)."),
     storage: Optional[str] = typer.Option(None, help="Optuna storage URL (postgresql://..., sqlite:///...) or a "
@@ -136,7 +136,7 @@ def study(ctx: typer.Context, **options: Any) -> None:
     space = manager.search_space(preset)
     table = load_toml(options["space"]) if options["space"] is not None else {}
     space.apply_overrides(*parse_overrides(options["fix"] or [], options["range_"] or [], table))
-    study_dir = options["out"] or Path(f"tune-{base.plugin}")
+    study_dir = options["out"] or Path("studies") / base.plugin
     settings = tune.TuneSettings(
         base=base, space=space, trials=options["trials"], study_dir=study_dir,
         study_name=options["study_name"] or study_dir.resolve().name, storage=options["storage"],
