@@ -4,7 +4,7 @@ The roof is measured, not taken from a data sheet: large fp32 and bf16 matrix pr
 convolutions, timed. The training loop's FLOPs per member step (forward and backward) are counted with
 ``torch.utils.flop_counter.FlopCounterMode``; multiplied by the measured member steps per second they
 give the achieved FLOP/s. A profile of the steps shows where the time goes when the efficiency is low.
-Usage: python benchmarks/roofline.py [--quick]
+Usage: python benchmarks/roofline.py [--quick] [--threads N]
 """
 
 from __future__ import annotations
@@ -110,7 +110,10 @@ def training(members: int, steps: int) -> tuple[float, float, list[tuple[str, fl
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--quick", action="store_true", help="shorter timings")
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     seconds, steps = (1.0, 20) if args.quick else (5.0, 100)
     roof = roofs(seconds)
     step_flops, rate1, _ = training(1, steps)

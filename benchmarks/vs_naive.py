@@ -6,7 +6,7 @@ model on with deep copies of its state dicts. Both sides start from the same wei
 members, same schedules and feedback rule), train the same epochs on the same images, and are scored on
 the same validation images with the same fixed noise. tempsched runs with its defaults, so it also
 evaluates every member on the validation split each epoch and writes its checkpoints: more work, not less.
-Usage: python benchmarks/vs_naive.py [--quick] [--members 8] [--epochs 3] [--train-size 6000]
+Usage: python benchmarks/vs_naive.py [--quick] [--members 8] [--epochs 3] [--train-size 6000] [--threads N]
 """
 
 from __future__ import annotations
@@ -43,8 +43,10 @@ class PILImages(Dataset):
         return self.transform(Image.fromarray(self.images[i], mode="L"))
 
 
-def paper_style(members: int, epochs: int, train_size: int, seed: int = 0) -> dict:
+def paper_style(members: int, epochs: int, train_size: int, threads: int, seed: int = 0) -> dict:
     """The paper-style population; returns wall time and the validation loss of the member it picks."""
+    if threads:
+        torch.set_num_threads(threads)
     manager = PluginManager()
     built = build(mnist_config(manager, members, epochs, train_size, seed), manager)
     task, pop = built.task, built.population
@@ -86,7 +88,7 @@ def paper_style(members: int, epochs: int, train_size: int, seed: int = 0) -> di
 def worker(spec: str) -> None:
     args = json.loads(spec)
     side = paper_style if args["side"] == "paper" else tempsched_side
-    emit(side(args["members"], args["epochs"], args["train_size"]))
+    emit(side(args["members"], args["epochs"], args["train_size"], args["threads"]))
 
 
 def main() -> None:
@@ -94,7 +96,7 @@ def main() -> None:
     if parsed is None:
         return
     args, epochs, size = parsed
-    spec = {"members": args.members, "epochs": epochs, "train_size": size, "seed": 0}
+    spec = {"members": args.members, "epochs": epochs, "train_size": size, "threads": args.threads}
     ours = in_subprocess(__file__, json.dumps({**spec, "side": "tempsched"}))
     paper = in_subprocess(__file__, json.dumps({**spec, "side": "paper"}))
     body = "\n".join([
@@ -103,7 +105,8 @@ def main() -> None:
         f"| paper-style loop | {paper['wall']:.1f} s | {paper['final_loss']:.2f} | {paper['peak_rss_mb']:.0f} MB |",
         "",
         verdict(ours, paper, 2.0),
-        f"\n{args.members} members, {epochs} epochs, first {size} MNIST training images, seed 0, batch 128. "
+        f"\n{args.members} members, {epochs} epochs, first {size} MNIST training images, seed 0, batch 128, "
+        f"torch threads {args.threads or 'default'}. "
         "tempsched's time includes its per-epoch validation of every member and its checkpoint writes; the "
         "paper-style time is its training loop only. The machine is shared; both sides ran one after the other.",
     ])

@@ -7,7 +7,7 @@ validation loss. Ray's exploit clones a top-quantile trial: its checkpoint and i
 the weights and Adam state to every member, and each keeps its own temperature, schedule and feedback. That is as close as Ray's PBT allows. Each Ray trial gets
 one CPU and one torch thread (Ray's unit of placement); tempsched runs in one process with torch's threads.
 Needs the optional extra: pip install -e '.[bench]'.
-Usage: python benchmarks/vs_ray_pbt.py [--quick] [--epochs 3] [--train-size 6000]
+Usage: python benchmarks/vs_ray_pbt.py [--quick] [--epochs 3] [--train-size 6000] [--threads N]
 """
 
 from __future__ import annotations
@@ -79,7 +79,7 @@ def ray_pbt(epochs: int, train_size: int) -> dict[str, Any]:
         tune.with_resources(member_trainable, {"cpu": 1}),
         param_space={"member": tune.grid_search(list(range(MEMBERS))), "tau": probe.tau.initial,
                      "epochs": epochs, "train_size": train_size},
-        tune_config=tune.TuneConfig(scheduler=pbt, metric="loss", mode="min", reuse_actors=False),
+        tune_config=tune.TuneConfig(scheduler=pbt, metric="loss", mode="min"),
         run_config=tune.RunConfig(stop={"training_iteration": epochs}, storage_path=storage, verbose=0,
                                   checkpoint_config=tune.CheckpointConfig()),
     )
@@ -95,7 +95,7 @@ def worker(spec: str) -> None:
     if args["side"] == "ray":
         emit(ray_pbt(args["epochs"], args["train_size"]))
     else:
-        emit(tempsched_side(MEMBERS, args["epochs"], args["train_size"]))
+        emit(tempsched_side(MEMBERS, args["epochs"], args["train_size"], args["threads"]))
 
 
 def main() -> None:
@@ -103,7 +103,7 @@ def main() -> None:
     if parsed is None:
         return
     args, epochs, size = parsed
-    spec = {"epochs": epochs, "train_size": size}
+    spec = {"epochs": epochs, "train_size": size, "threads": args.threads}
     ours = in_subprocess(__file__, json.dumps({**spec, "side": "tempsched"}))
     ray = in_subprocess(__file__, json.dumps({**spec, "side": "ray"}))
     body = "\n".join([
@@ -114,6 +114,7 @@ def main() -> None:
         "",
         verdict(ours, ray, 3.0) + f" Ray trial errors: {ray['errors']}.",
         f"\n{MEMBERS} members, {epochs} epochs, first {size} MNIST training images, seed 0, batch 128, "
+        f"tempsched with torch threads {args.threads or 'default'}, "
         "same model, initial weights, schedules and data for both. The machine is shared; both ran one after the other.",
     ])
     append_section(f"tempsched vs Ray Tune PBT{' (quick)' if args.quick else ''}", body)
