@@ -31,7 +31,7 @@ console = Console()
 err_console = Console(stderr=True)
 
 
-def _cli_overrides(**given: Any) -> dict[str, Any]:
+def cli_overrides(**given: Any) -> dict[str, Any]:
     """Turn the options a user gave (not None) into a nested config mapping."""
     where = {
         "plugin": ("plugin",), "members": ("members",), "epochs": ("epochs",), "seed": ("seed",),
@@ -56,7 +56,7 @@ def _cli_overrides(**given: Any) -> dict[str, Any]:
     return out
 
 
-def _parse_classes(text: Optional[str]) -> Optional[list[int]]:
+def parse_classes(text: Optional[str]) -> Optional[list[int]]:
     if text is None:
         return None
     try:
@@ -113,10 +113,10 @@ def run(
     threads: Optional[int] = typer.Option(None, help="CPU threads for torch (0: one per core, the default)."),
 ) -> None:
     """Train a population and save the best member (the main job)."""
-    overrides = _cli_overrides(
+    overrides = cli_overrides(
         plugin=plugin, dataset=dataset, data_dir=data_dir, members=members, epochs=epochs, batch_size=batch_size,
         seed=seed, tau_initial=tau_initial, tau_min=tau_min, tau_max=tau_max, patience=patience,
-        feedback_lr=feedback_lr, select_on=select_on, exclude_classes=_parse_classes(exclude_classes),
+        feedback_lr=feedback_lr, select_on=select_on, exclude_classes=parse_classes(exclude_classes),
         train_size=train_size, val_size=val_size, test_size=test_size, learning_rate=learning_rate, device=device,
         backend=backend, precision=precision, channels_last=channels_last, threads=threads)
     manager = PluginManager()

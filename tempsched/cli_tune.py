@@ -128,10 +128,10 @@ def study(ctx: typer.Context, **options: Any) -> None:
         return
     run_opts = {n: options[n] for n in run_option_names()}
     config_file = run_opts.pop("config")
-    run_opts["exclude_classes"] = cli._parse_classes(run_opts["exclude_classes"])
+    run_opts["exclude_classes"] = cli.parse_classes(run_opts["exclude_classes"])
     manager = PluginManager()
     base = runner.resolve_config(from_dict(merge(load_toml(config_file) if config_file else {},
-                                                 cli._cli_overrides(**run_opts))), manager)
+                                                 cli.cli_overrides(**run_opts))), manager)
     preset = manager.registry.get("presets", base.plugin)
     space = manager.search_space(preset)
     table = load_toml(options["space"]) if options["space"] is not None else {}
