@@ -24,8 +24,8 @@ from _common import SHARED_DATA  # noqa: E402
 
 from tempsched.config import RunConfig, from_dict  # noqa: E402
 from tempsched.plugins import PluginManager  # noqa: E402
-from tempsched.reports import EpochReport  # noqa: E402
-from tempsched.runner import execute, resolve_config  # noqa: E402
+from tempsched.records import EpochReport  # noqa: E402
+from tempsched.training import execute, resolve_config  # noqa: E402
 
 RESULT_PREFIX = "RESULT "
 

@@ -20,9 +20,9 @@ from _common import SHARED_DATA, append_section  # noqa: E402
 
 from tempsched.config import from_dict  # noqa: E402
 from tempsched.plugins import PluginManager  # noqa: E402
-from tempsched.reports import RunSummary  # noqa: E402
+from tempsched.records import RunSummary  # noqa: E402
 from tempsched.rundir import RunDir  # noqa: E402
-from tempsched.runner import execute, load_run_config, resolve_config  # noqa: E402
+from tempsched.training import execute, load_run_config, resolve_config  # noqa: E402
 
 PRESETS = ("paper-default", "standard-annealing")
 

@@ -21,7 +21,7 @@ from torch.profiler import ProfilerActivity, profile
 from torch.utils.flop_counter import FlopCounterMode
 
 from tempsched.plugins import PluginManager
-from tempsched.runner import build
+from tempsched.training import build
 
 
 def flops_per_second(fn: Callable[[], object], flops: float, seconds: float) -> float:

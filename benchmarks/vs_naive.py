@@ -26,7 +26,7 @@ from tempsched.engine import clamp
 from tempsched.gsvae.loss import negative_elbo
 from tempsched.parts import EpochContext
 from tempsched.plugins import PluginManager
-from tempsched.runner import build
+from tempsched.training import build
 
 
 class PILImages(Dataset):

@@ -26,7 +26,7 @@ from _population import command_line, emit, in_subprocess, mnist_config, tempsch
 from tempsched.engine import clamp
 from tempsched.parts import EpochContext
 from tempsched.plugins import PluginManager
-from tempsched.runner import build
+from tempsched.training import build
 
 MEMBERS = 8
 

@@ -15,7 +15,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from tempsched import runner
+from tempsched import training
 from tempsched.config import from_dict, load_toml, merge
 from tempsched.errors import UserError
 from tempsched.plugins import DEFAULT_PLUGINS, KINDS, PluginManager
@@ -123,19 +123,19 @@ def run(
     if resume is not None:
         if config is not None or out is not None or set(overrides) - {"epochs"}:
             raise UserError("--resume continues the saved configuration: only --epochs may be given with it")
-        resolved = runner.load_run_config(resume, manager)
+        resolved = training.load_run_config(resume, manager)
         if epochs is not None:
             resolved.epochs = epochs
-            resolved = runner.resolve_config(resolved, manager)
+            resolved = training.resolve_config(resolved, manager)
         run_dir = resume
     else:
         base = load_toml(config) if config is not None else {}
-        resolved = runner.resolve_config(from_dict(merge(base, overrides)), manager)
+        resolved = training.resolve_config(from_dict(merge(base, overrides)), manager)
         run_dir = out or _default_out(resolved.plugin)
     reporter = RichReporter(console)
     manager.register(reporter, name="tempsched.cli-reporter")
     try:
-        runner.execute(resolved, manager, run_dir, resume=resume is not None)
+        training.execute(resolved, manager, run_dir, resume=resume is not None)
     except KeyboardInterrupt:
         err_console.print(f"interrupted: resume with  tempsched run --resume {run_dir}")
         raise typer.Exit(130) from None

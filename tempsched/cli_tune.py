@@ -17,7 +17,7 @@ import typer
 from rich.live import Live
 from rich.table import Table
 
-from tempsched import cli, runner, tune
+from tempsched import cli, training, tune
 from tempsched.config import from_dict, load_toml, merge
 from tempsched.errors import UserError
 from tempsched.plugins import PluginManager
@@ -130,7 +130,7 @@ def study(ctx: typer.Context, **options: Any) -> None:
     config_file = run_opts.pop("config")
     run_opts["exclude_classes"] = cli.parse_classes(run_opts["exclude_classes"])
     manager = PluginManager()
-    base = runner.resolve_config(from_dict(merge(load_toml(config_file) if config_file else {},
+    base = training.resolve_config(from_dict(merge(load_toml(config_file) if config_file else {},
                                                  cli.cli_overrides(**run_opts))), manager)
     preset = manager.registry.get("presets", base.plugin)
     space = manager.search_space(preset)

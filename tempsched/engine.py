@@ -17,7 +17,7 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-from tempsched.backends import LoopStepper, Stepper
+from tempsched.steppers import LoopStepper, Stepper
 from tempsched.parts import EpochContext, FeedbackRule, Schedule, SelectionPolicy, StepContext
 from tempsched.task import Task
 

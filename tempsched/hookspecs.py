@@ -17,7 +17,7 @@ import pluggy
 
 if TYPE_CHECKING:  # pragma: no cover - imports for annotations only
     from tempsched.parts import Preset
-    from tempsched.reports import EpochReport, RunInfo, RunSummary
+    from tempsched.records import EpochReport, RunInfo, RunSummary
     from tempsched.space import SearchSpace
 
 PROJECT = "tempsched"

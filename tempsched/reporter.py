@@ -7,7 +7,7 @@ from rich.live import Live
 from rich.table import Table
 
 from tempsched.hookspecs import hookimpl
-from tempsched.reports import EpochReport, RunInfo, RunSummary
+from tempsched.records import EpochReport, RunInfo, RunSummary
 
 
 def epoch_table(report: EpochReport) -> Table:

@@ -2,7 +2,7 @@
 
 The population tunes tau *within* a run; Optuna tunes the outer knobs *across* runs (feedback lr,
 patience, tau bounds: whatever the plugins' search space holds). A trial trains into
-``STUDY_DIR/trials/<number>/`` with ``runner.execute``, reports the population's best loss after
+``STUDY_DIR/trials/<number>/`` with ``training.execute``, reports the population's best loss after
 every epoch (so the pruner can stop it) and returns the best member's selection loss; the best
 member's test metrics (``test_mse`` among them) become user attributes.
 
@@ -39,11 +39,11 @@ from optuna.storages.journal import JournalFileBackend
 from optuna.trial import FrozenTrial, TrialState
 
 from tempsched import rundir as rd
-from tempsched import runner
+from tempsched import training
 from tempsched.config import RunConfig, from_dict, merge
 from tempsched.errors import UserError
 from tempsched.plugins import PluginManager
-from tempsched.reports import EpochReport
+from tempsched.records import EpochReport
 from tempsched.space import SearchSpace
 
 SAMPLERS = ("tpe", "random", "cmaes", "gp")
@@ -149,7 +149,7 @@ def check_space_corners(settings: TuneSettings, manager: PluginManager) -> None:
 def trial_config(base: RunConfig, space: SearchSpace, values: dict[str, Any], manager: PluginManager) -> RunConfig:
     """The complete run configuration of a trial: ``base`` with the sampled values at their targets."""
     merged = merge(base.to_dict(), space.config_overrides(values))
-    return runner.resolve_config(from_dict(merged), manager)
+    return training.resolve_config(from_dict(merged), manager)
 
 
 def open_storage(url: str | None, study_dir: Path) -> BaseStorage:
@@ -309,7 +309,7 @@ class Objective:
                 raise optuna.TrialPruned(f"pruned after epoch {report.epoch + 1}")
 
         with heartbeat(trial, self.storage):
-            summary = runner.execute(config, self.manager, run_dir, on_epoch=on_epoch)
+            summary = training.execute(config, self.manager, run_dir, on_epoch=on_epoch)
         for key, value in summary.test_metrics.items():
             trial.set_user_attr(key, float(value))
         trial.set_user_attr("best_tau", summary.best_tau)

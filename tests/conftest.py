@@ -17,7 +17,7 @@ import toy  # noqa: E402
 
 from tempsched.config import RunConfig, from_dict  # noqa: E402
 from tempsched.plugins import PluginManager  # noqa: E402
-from tempsched.runner import resolve_config  # noqa: E402
+from tempsched.training import resolve_config  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 

@@ -13,7 +13,7 @@ import torch
 from tempsched.cli import main
 from tempsched.config import from_dict
 from tempsched.plugins import PluginManager
-from tempsched.runner import execute, load_run_config
+from tempsched.training import execute, load_run_config
 
 TINY = ["--members", "3", "--train-size", "320", "--val-size", "64", "--test-size", "64", "--batch-size", "64"]
 

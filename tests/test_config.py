@@ -6,7 +6,7 @@ import pytest
 
 from tempsched.config import from_dict, merge
 from tempsched.errors import UserError
-from tempsched.runner import resolve_config
+from tempsched.training import resolve_config
 
 
 def test_preset_defaults_fill_and_user_values_win(manager) -> None:

@@ -12,7 +12,7 @@ from conftest import tiny_gsvae
 from tempsched.config import from_dict
 from tempsched.engine import Member, clamp, copy_member_state
 from tempsched.parts import EpochContext, Schedule
-from tempsched.runner import build, execute, resolve_config
+from tempsched.training import build, execute, resolve_config
 from tempsched_plugins.paper_default import PaperStrategy
 
 

@@ -10,7 +10,7 @@ import torch
 from conftest import tiny_gsvae
 from tempsched.gsvae.loss import kl_to_uniform, negative_elbo, reconstruction_bce
 from tempsched.gsvae.model import DualGSVAE, gumbel_softmax
-from tempsched.runner import build
+from tempsched.training import build
 
 
 @pytest.mark.parametrize("channels,size,in_ch", [([16, 32], 28, 1), ([8, 16, 32, 64], 32, 3), ([8, 16, 32, 64], 64, 3)])

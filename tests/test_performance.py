@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from conftest import tiny_gsvae
-from tempsched.backends import LoopStepper, VmapStepper, choose_stepper
+from tempsched.steppers import LoopStepper, VmapStepper, choose_stepper
 from tempsched.errors import UserError
-from tempsched.runner import build, execute
+from tempsched.training import build, execute
 
 # (train_loss, val loss) of every row of tiny_gsvae's metrics.jsonl, recorded before the speed work
 # (commit 864885c); the default path must still compute exactly these numbers.

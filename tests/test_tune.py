@@ -25,7 +25,7 @@ from tempsched.config import from_dict, load_toml
 from tempsched.errors import UserError
 from tempsched.parts import Preset
 from tempsched.plugins import PluginManager
-from tempsched.runner import resolve_config
+from tempsched.training import resolve_config
 from tempsched.space import Dim, SearchSpace, parse_overrides
 
 TESTS = Path(__file__).parent

@@ -19,7 +19,7 @@ from tempsched import hookimpl
 from tempsched.config import RunConfig, from_dict
 from tempsched.parts import Preset
 from tempsched.plugins import PluginManager
-from tempsched.runner import resolve_config
+from tempsched.training import resolve_config
 from tempsched.tune import TuneSettings
 from tempsched_plugins.paper_default import PARAMS as PAPER_PARAMS
 

@@ -14,12 +14,12 @@ from typing import Any, Callable
 import torch
 
 from tempsched import rundir as rd
-from tempsched.backends import choose_stepper
+from tempsched.steppers import choose_stepper
 from tempsched.config import RunConfig, from_dict, load_toml, resolve
 from tempsched.engine import EpochResult, Member, Population
 from tempsched.errors import UserError
 from tempsched.plugins import PluginManager
-from tempsched.reports import EpochReport, RunInfo, RunSummary
+from tempsched.records import EpochReport, RunInfo, RunSummary
 from tempsched.task import Task
 
 EpochCallback = Callable[[EpochReport], None]
