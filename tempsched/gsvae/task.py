@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from tempsched.config import RunConfig
-from tempsched.data import ImageData, load
+from tempsched.gsvae.data import ImageData, load
 from tempsched.errors import UserError
 from tempsched.gsvae.loss import negative_elbo
 from tempsched.gsvae.model import DualGSVAE
