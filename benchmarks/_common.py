@@ -1,11 +1,19 @@
-"""Helpers shared by the benchmark scripts: machine description and appending to docs/benchmarks.md."""
+"""Helpers shared by the benchmark scripts: machine description and appending to docs/benchmarks.md.
+
+Whatever a benchmark says about the machine comes from here, and is detected or measured on the machine
+it runs on: the CPU's model name, logical CPU count and instruction-set flags (``/proc/cpuinfo``, and what
+torch itself detects), the load average around the run. Nothing is assumed about the CPU kind.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import os
 import platform
+import re
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -14,23 +22,134 @@ ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "benchmarks.md"
 SHARED_DATA = ROOT.parent / "shared" / "datasets"
 
+# The /proc/cpuinfo flags that decide how fast fp32 and bf16 matrix products can run.
+VECTOR_FLAGS = ("avx", "avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni")
+BF16_FLAGS = ("avx512_bf16", "amx_bf16", "amx_tile")
 
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
+
+def _load() -> float | None:
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return None
+
+
+LOAD_AT_START = _load()  # 1-minute load average when the benchmark started (this module's import)
+
+
+@dataclass(frozen=True)
+class CPU:
+    """What was detected about this machine's CPU."""
+
+    model: str
+    cpus: int  # logical CPUs the OS reports
+    usable: int  # logical CPUs this process may run on
+    flags: frozenset[str]  # all /proc/cpuinfo flags (empty where there is no /proc/cpuinfo)
+    capability: str  # the widest vector ISA torch's kernels use here (torch.backends.cpu.get_cpu_capability)
+    onednn_bf16: bool | None  # torch.ops.mkldnn._is_mkldnn_bf16_supported(), None where torch lacks it
+
+    def present(self, names: tuple[str, ...]) -> list[str]:
+        return [f for f in names if f in self.flags]
+
+    def absent(self, names: tuple[str, ...]) -> list[str]:
+        return [f for f in names if f not in self.flags]
+
+    @property
+    def has_bf16(self) -> bool:
+        """bf16 instructions detected, by a cpuinfo flag or by oneDNN (torch's CPU kernels for bf16)."""
+        return bool(self.present(BF16_FLAGS)) or bool(self.onednn_bf16)
+
+    def flag_summary(self) -> str:
+        """The relevant flags present and absent, e.g. 'flags avx avx2 fma, not avx512f avx512_bf16 ...'."""
+        if not self.flags:
+            return "no /proc/cpuinfo flags"
+        names = VECTOR_FLAGS + BF16_FLAGS
+        have, lack = self.present(names), self.absent(("avx512f",) + BF16_FLAGS)
+        return f"flags {' '.join(have) or '(none of ' + ' '.join(names) + ')'}" + (
+            f", not {' '.join(lack)}" if lack else "")
+
+    def bf16_summary(self) -> str:
+        """bf16 support in words, from the flags and oneDNN's own check."""
+        onednn = {True: "yes", False: "no", None: "unknown"}[self.onednn_bf16]
+        bf16 = self.present(BF16_FLAGS)
+        return (f"bf16 flags: {' '.join(bf16) if bf16 else 'none'}; oneDNN bf16: {onednn}; "
+                f"torch CPU capability {self.capability}")
+
+    def describe(self) -> str:
+        cpus = f"{self.cpus} logical CPUs" + (f" ({self.usable} usable)" if self.usable != self.cpus else "")
+        onednn = {True: "yes", False: "no", None: "unknown"}[self.onednn_bf16]
+        return (f"{self.model}, {cpus}, {self.flag_summary()}; oneDNN bf16: {onednn}, "
+                f"torch CPU capability {self.capability}")
+
+
+@functools.lru_cache(maxsize=1)
+def cpu() -> CPU:
+    """Detect the CPU: model name, logical CPUs and flags from /proc/cpuinfo, bf16 support as torch sees it."""
+    model, flags = "", frozenset()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+            key, _, value = line.partition(":")
+            key = key.strip()
+            if key == "model name" and not model:
+                model = value.strip()
+            elif key == "flags" and not flags:
+                flags = frozenset(value.split())
     except OSError:
         pass
+    model = model or platform.processor() or platform.machine() or "unknown CPU"
+    try:
+        onednn_bf16: bool | None = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        onednn_bf16 = None
+    try:
+        capability = torch.backends.cpu.get_cpu_capability()
+    except AttributeError:
+        capability = "unknown"
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except AttributeError:
+        usable = os.cpu_count() or 1
+    return CPU(model, os.cpu_count() or 1, usable, flags, capability, onednn_bf16)
+
+
+def load_summary() -> str:
+    """The 1-minute load average when the benchmark started and now, against the logical CPU count."""
+    now = _load()
+    if LOAD_AT_START is None or now is None:
+        return "load average not available"
+    return f"load average {LOAD_AT_START:.2f} at start, {now:.2f} at end, on {cpu().cpus} logical CPUs"
+
+
+def bf16_verdict(bf16: float, fp32: float, what: str = "bf16 matmul") -> str:
+    """A sentence on bf16 speed from a measured bf16/fp32 ratio and the detected flags, nothing assumed."""
+    c, ratio = cpu(), bf16 / fp32
+    facts = f"{what} ran {ratio:.2f}x fp32 on this CPU ({c.bf16_summary()})"
+    if not c.flags and c.onednn_bf16 is None:
+        return f"{facts}: whether it has bf16 instructions could not be detected."
+    if c.has_bf16 and ratio >= 1:
+        return f"{facts}: bf16 instructions were detected, and bf16 ran faster than fp32."
+    if not c.has_bf16 and ratio < 1:
+        return f"{facts}: no bf16 instructions were detected, and bf16 ran slower than fp32."
+    if c.has_bf16:
+        return f"{facts}: bf16 instructions are detected, yet bf16 ran slower than fp32 here."
+    return f"{facts}: no bf16 instruction was detected, yet bf16 ran at least as fast as fp32 here."
+
+
+def relative(text: str) -> str:
+    """``text`` with every absolute path written relative to the repository root (e.g. ../shared/datasets)."""
+    return re.sub(r"(?<![^\s=`'\"(])/[^\s`'\",:;)|]+",
+                  lambda m: os.path.relpath(m.group(0), ROOT), text)
+
+
+def machine(load: bool = True) -> str:
+    """CPU (model, logical CPUs, flags, bf16 support), GPU, torch and its threads, Python, and the load average."""
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
-    return (f"{cpu}, {os.cpu_count()} cores, {gpu}; torch {torch.__version__}, "
-            f"{torch.get_num_threads()} threads, Python {platform.python_version()}")
+    return (f"{cpu().describe()}; {gpu}; torch {torch.__version__}, {torch.get_num_threads()} threads, "
+            f"Python {platform.python_version()}" + (f"; {load_summary()}" if load else ""))
 
 
 def command() -> str:
-    return "python " + " ".join([os.path.relpath(sys.argv[0], ROOT)] + sys.argv[1:])
+    return relative("python " + " ".join([os.path.relpath(sys.argv[0], ROOT)] + sys.argv[1:]))
 
 
 def append_section(title: str, body: str) -> None:
@@ -38,7 +157,12 @@ def append_section(title: str, body: str) -> None:
     DOC.parent.mkdir(parents=True, exist_ok=True)
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     text = (f"\n## {title}\n\n- date: {stamp}\n- command: `{command()}`\n- machine: {machine()}\n\n"
-            f"{body.rstrip()}\n")
+            f"{relative(body.rstrip())}\n")
     with DOC.open("a", encoding="utf-8") as fh:
         fh.write(text)
     print(text)
+
+
+def header() -> None:
+    """Print the machine line first, so that a run's output says where it ran before any figure."""
+    print(f"machine: {machine(load=False)}", flush=True)

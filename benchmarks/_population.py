@@ -24,7 +24,6 @@ from _common import SHARED_DATA  # noqa: E402
 
 from tempsched.config import RunConfig, from_dict  # noqa: E402
 from tempsched.plugins import PluginManager  # noqa: E402
-from tempsched.records import EpochReport  # noqa: E402
 from tempsched.training import execute, resolve_config  # noqa: E402
 
 RESULT_PREFIX = "RESULT "
@@ -47,7 +46,7 @@ def peak_rss_mb() -> float:
 
 def timed_run(config: RunConfig, manager: PluginManager) -> dict[str, Any]:
     """Run ``config`` in a scratch directory; per-epoch timings (wall, own passes, engine) and the result."""
-    epochs: list[EpochReport] = []
+    epochs: list[Any] = []  # the run's per-epoch records (train/eval/engine/save seconds, rows)
     work = Path(tempfile.mkdtemp(prefix="tempsched-bench-"))
     try:
         summary = execute(config, manager, work / "run", on_epoch=epochs.append)

@@ -13,21 +13,21 @@ import argparse
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("TEMPSCHED_PLUGINS", "")
 
-from _common import SHARED_DATA, append_section  # noqa: E402
+from _common import SHARED_DATA, append_section, header  # noqa: E402
 
 from tempsched.config import from_dict  # noqa: E402
 from tempsched.plugins import PluginManager  # noqa: E402
-from tempsched.records import RunSummary  # noqa: E402
 from tempsched.rundir import RunDir  # noqa: E402
 from tempsched.training import execute, load_run_config, resolve_config  # noqa: E402
 
 PRESETS = ("paper-default", "standard-annealing")
 
 
-def run(preset: str, epochs: int, train_size: int, data_dir: Path, out: Path) -> tuple[RunSummary, int]:
+def run(preset: str, epochs: int, train_size: int, data_dir: Path, out: Path) -> tuple[Any, int]:
     """Train (or continue) one preset's run; returns its summary and member count."""
     manager = PluginManager()
     if (out / "state.pt").is_file():
@@ -51,6 +51,7 @@ def main() -> None:
     args = ap.parse_args()
     epochs, train_size = (2, 6000) if args.quick else (args.epochs, 0)
     presets = [p for p in args.presets.split(",") if p]
+    header()
     lines = ["| preset | members | epochs | best member (strategy), epoch | best tau | val -ELBO | test -ELBO | "
              "test MSE | test MSE (argmax z) | training wall time |", "|---|---|---|---|---|---|---|---|---|---|"]
     walls, curves = {}, {}

@@ -15,7 +15,7 @@ from typing import Callable
 
 import torch
 import torch.nn.functional as F
-from _common import append_section
+from _common import append_section, bf16_verdict, header
 from _population import mnist_config
 from torch.profiler import ProfilerActivity, profile
 from torch.utils.flop_counter import FlopCounterMode
@@ -115,6 +115,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     seconds, steps = (1.0, 20) if args.quick else (5.0, 100)
+    header()
     roof = roofs(seconds)
     step_flops, rate1, _ = training(1, steps)
     _, rate8, top = training(8, steps // 4)
@@ -140,8 +141,10 @@ def main() -> None:
               "| layer (input shape) | MFLOP | GFLOP/s | of fp32 matmul roof |", "|---|---|---|---|"]
     lines += [f"| {name} | {mflop:.1f} | {rate:.1f} | {100 * rate * 1e9 / matmul_roof:.0f}% |"
               for name, mflop, rate in layers]
-    lines.append("\nThe bf16 roof is what this CPU's kernels reach in bf16 (no native bf16 units: see "
-                 "docs/performance.md). The machine is shared; figures from one run.")
+    conv = "conv 3x3 64->64 ch, 56x56, batch 64"
+    lines += ["", "- " + bf16_verdict(roof["matmul 1024x1024 bf16"], matmul_roof),
+              "- " + bf16_verdict(roof[f"{conv} bf16"], roof[f"{conv} fp32"], "bf16 conv"),
+              "", "Figures from one run; the machine line gives the load average around it."]
     append_section(f"Roofline{' (quick)' if args.quick else ''}", "\n".join(lines))
 
 

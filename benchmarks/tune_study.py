@@ -25,7 +25,7 @@ from pathlib import Path
 
 os.environ.setdefault("TEMPSCHED_PLUGINS", "")
 
-from _common import SHARED_DATA, append_section  # noqa: E402
+from _common import SHARED_DATA, append_section, cpu, header, load_summary, relative  # noqa: E402
 
 import optuna  # noqa: E402
 
@@ -75,6 +75,7 @@ def main() -> None:
     train, members, epochs = (400, 2, 1) if args.quick else (2000, 4, 3)
     trials, n_tp = (3, 2) if args.quick else (args.trials, args.throughput_trials)
     common = data_args(args.data_dir, train, members, epochs)
+    header()
     work = Path(tempfile.mkdtemp(prefix="tempsched-tune-bench-"))
     try:
         tune_args = ["tune", *common, "--trials", str(trials), "--out", str(work / "study")]
@@ -124,11 +125,11 @@ def main() -> None:
         f"Throughput ({n_tp} unpruned random-sampler trials each, wall time of the whole command including "
         f"start-up): 1 worker {rates[1][0]:.0f} s = "
         f"{rates[1][1]:.0f} trials/hour; 2 workers {rates[2][0]:.0f} s = {rates[2][1]:.0f} trials/hour "
-        f"(ratio {rates[2][1] / rates[1][1]:.2f}). The machine has 2 cores shared with other work; with 2 workers "
-        f"each process gets 1 torch thread.\n\n"
+        f"(ratio {rates[2][1] / rates[1][1]:.2f}). This machine has {cpu().cpus} logical CPUs; with 2 workers "
+        f"each process gets {max(1, cpu().cpus // 2)} torch thread(s).\n\n"
         f"kill -9 (3-trial study, 2 members x 2 epochs on 400 images, killed while trial 1 trained): {kill}.")
     if args.quick:
-        print(body)
+        print(relative(body) + f"\n\n({load_summary()})")
     else:
         append_section(f"tempsched tune: {trials} trials on MNIST ({train} images)", body)
 

@@ -16,7 +16,7 @@ import json
 import time
 
 import torch
-from _common import append_section
+from _common import append_section, header
 from _population import command_line, emit, in_subprocess, mnist_config, peak_rss_mb, tempsched_side, verdict
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
@@ -96,6 +96,7 @@ def main() -> None:
     if parsed is None:
         return
     args, epochs, size = parsed
+    header()
     spec = {"members": args.members, "epochs": epochs, "train_size": size, "threads": args.threads}
     ours = in_subprocess(__file__, json.dumps({**spec, "side": "tempsched"}))
     paper = in_subprocess(__file__, json.dumps({**spec, "side": "paper"}))
@@ -108,7 +109,8 @@ def main() -> None:
         f"\n{args.members} members, {epochs} epochs, first {size} MNIST training images, seed 0, batch 128, "
         f"torch threads {args.threads or 'default'}. "
         "tempsched's time includes its per-epoch validation of every member and its checkpoint writes; the "
-        "paper-style time is its training loop only. The machine is shared; both sides ran one after the other.",
+        "paper-style time is its training loop only. Both sides ran one after the other; the machine line gives "
+        "the load average around them.",
     ])
     append_section(f"tempsched vs the paper-style loop{' (quick)' if args.quick else ''}", body)
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from _common import append_section
+from _common import append_section, header
 from _population import command_line, emit, in_subprocess, mnist_config, tempsched_side, verdict
 
 from tempsched.engine import clamp
@@ -103,6 +103,7 @@ def main() -> None:
     if parsed is None:
         return
     args, epochs, size = parsed
+    header()
     spec = {"epochs": epochs, "train_size": size, "threads": args.threads}
     ours = in_subprocess(__file__, json.dumps({**spec, "side": "tempsched"}))
     ray = in_subprocess(__file__, json.dumps({**spec, "side": "ray"}))
@@ -115,7 +116,8 @@ def main() -> None:
         verdict(ours, ray, 3.0) + f" Ray trial errors: {ray['errors']}.",
         f"\n{MEMBERS} members, {epochs} epochs, first {size} MNIST training images, seed 0, batch 128, "
         f"tempsched with torch threads {args.threads or 'default'}, "
-        "same model, initial weights, schedules and data for both. The machine is shared; both ran one after the other.",
+        "same model, initial weights, schedules and data for both. Both ran one after the other; the machine "
+        "line gives the load average around them.",
     ])
     append_section(f"tempsched vs Ray Tune PBT{' (quick)' if args.quick else ''}", body)
 
