@@ -1,19 +1,24 @@
-"""The run directory: atomic writes, metrics.jsonl, checkpoints and what resume needs.
+"""The run directory: atomic writes, one process at a time, metrics.jsonl, checkpoints and resume checks.
 
 Layout: ``config.toml`` (the resolved configuration), ``metrics.jsonl`` (a row per member per epoch),
 ``state.pt`` (the latest population state, for ``--resume``), ``best.pt`` (the best member so far),
-``summary.json`` and the task's pictures. Every file is written to a temporary name in the same
-folder and renamed over the old one, so a killed run never leaves a half-written file.
+``summary.json`` and the task's pictures, plus ``.lock`` while a process trains the run. Every file
+is written to a temporary name in the same folder and renamed over the old one, so a killed run
+never leaves a half-written file (metrics.jsonl, which is appended to, may end in a cut-off line).
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import hashlib
 import json
+import math
 import os
 import tempfile
+from collections import Counter
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Mapping
 
 import torch
 
@@ -22,11 +27,22 @@ from tempsched.errors import UserError
 STATE_FORMAT = "tempsched-state-1"
 BEST_FORMAT = "tempsched-best-1"
 CONFIG, METRICS, STATE, BEST, SUMMARY = "config.toml", "metrics.jsonl", "state.pt", "best.pt", "summary.json"
+LOCK = ".lock"
+RUN_FILES = (CONFIG, METRICS, STATE, BEST, SUMMARY)
+
+# Configuration keys (dotted paths into ``RunConfig.to_dict()``; a table's name covers all of it) that
+# a resume may change: how long and how fast the run trains, not what it trains. Everything else goes
+# into the fingerprint that state.pt and best.pt carry.
+RESUMABLE_KEYS = ("epochs", "device", "performance")
 
 
 @contextlib.contextmanager
-def atomic_path(target: Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``target``; on success it replaces ``target`` in one rename."""
+def atomic_path(target: Path, *, exclusive: bool = False) -> Iterator[Path]:
+    """Yield a temporary path beside ``target``; on success it becomes ``target`` in one step.
+
+    ``exclusive``: ``target`` must not exist yet; it is made with a hard link, which fails instead of
+    replacing a file another process created in the meantime.
+    """
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     os.close(fd)
@@ -38,13 +54,19 @@ def atomic_path(target: Path) -> Iterator[Path]:
         yield tmp
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
-        os.replace(tmp, target)
+        if exclusive:
+            try:
+                os.link(tmp, target)
+            except FileExistsError:
+                raise UserError(f"{target} already exists: another process created it") from None
+        else:
+            os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
 
 
-def write_text(target: Path, text: str) -> None:
-    with atomic_path(target) as tmp:
+def write_text(target: Path, text: str, *, exclusive: bool = False) -> None:
+    with atomic_path(target, exclusive=exclusive) as tmp:
         tmp.write_text(text, encoding="utf-8")
 
 
@@ -67,6 +89,130 @@ def load_torch(path: Path, expected_format: str) -> dict[str, Any]:
     return obj
 
 
+def _flatten(mapping: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"tau": {"min": 1}}`` -> ``{"tau.min": 1}``, whatever the configuration's shape."""
+    out: dict[str, Any] = {}
+    for key, value in mapping.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            out.update(_flatten(value, f"{path}."))
+        else:
+            out[path] = value
+    return out
+
+
+def _fingerprinted(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The flattened configuration without ``RESUMABLE_KEYS``."""
+    return {key: value for key, value in _flatten(config).items()
+            if not any(key == k or key.startswith(f"{k}.") for k in RESUMABLE_KEYS)}
+
+
+def fingerprint(config: Mapping[str, Any]) -> str:
+    """sha256 of the canonical JSON of what decides a run's numbers (``config`` is ``RunConfig.to_dict()``)."""
+    canonical = json.dumps(_fingerprinted(config), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def check_fingerprint(path: Path, checkpoint: Mapping[str, Any], config: Mapping[str, Any], config_path: Path) -> None:
+    """Refuse a checkpoint that was not trained with ``config`` (the one ``config_path`` holds).
+
+    A checkpoint from before fingerprints is refused too: it cannot be checked, and resuming a state
+    with other bounds, seed or learning rate silently mixes two runs in one metrics.jsonl.
+    """
+    saved = checkpoint.get("fingerprint")
+    if saved is None:
+        raise UserError(f"{path} predates configuration fingerprints (older tempsched), so it cannot be checked "
+                        f"against {config_path}: resume it with the version that wrote it, or start a new run")
+    if saved == fingerprint(config):
+        return
+    before = checkpoint.get("config")
+    before_flat = _fingerprinted(before) if isinstance(before, Mapping) else {}
+    now_flat = _fingerprinted(config)
+    changed = sorted(k for k in before_flat.keys() | now_flat.keys() if before_flat.get(k) != now_flat.get(k))
+    what = f"they differ in {', '.join(changed)}" if before_flat and changed else "another configuration"
+    raise UserError(f"{path} does not belong to {config_path} ({what}): put back the run's own {config_path.name} "
+                    f"and {path.name}, or start a new run")
+
+
+# JSON has no NaN or Infinity: json.dumps would write a bare NaN, which strict readers (jq, JavaScript,
+# most JSON libraries) refuse for the whole file. A row's non-finite value is written as null and named,
+# with what it was, in the row's "nonfinite" field, so every line stays JSON and reads back the same.
+NONFINITE = "nonfinite"
+
+
+def encode_row(row: Mapping[str, Any]) -> str:
+    """One metrics.jsonl line (rows are flat: one level of keys)."""
+    bad = {k: str(v) for k, v in row.items() if isinstance(v, float) and not math.isfinite(v)}
+    if bad:
+        row = {**{k: (None if k in bad else v) for k, v in row.items()}, NONFINITE: bad}
+    return json.dumps(row, allow_nan=False) + "\n"
+
+
+def decode_row(line: bytes) -> dict[str, Any]:
+    """The row ``encode_row`` wrote; ValueError when ``line`` is not one."""
+    row = json.loads(line)
+    if not isinstance(row, dict) or type(row.get("epoch")) is not int or row["epoch"] < 0:
+        raise ValueError("not a metrics row with an 'epoch' number")
+    bad = row.pop(NONFINITE, {})
+    if not isinstance(bad, dict):
+        raise ValueError(f"'{NONFINITE}' must be an object")
+    for key, text in bad.items():
+        if text not in ("nan", "inf", "-inf"):
+            raise ValueError(f"'{NONFINITE}' gives {key} as {text!r}, not nan, inf or -inf")
+        row[key] = float(text)
+    return row
+
+
+@contextlib.contextmanager
+def _exclusive_lock(path: Path) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``path`` with this process's pid in it; the file is removed after.
+
+    The kernel drops an flock when its process dies, so a run killed with kill -9 never leaves a
+    stale lock behind, only a stale file that the next process takes over.
+    """
+    while True:
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        except OSError as exc:
+            raise UserError(f"cannot lock {path.parent}: {exc.strerror}") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise UserError(f"{path.parent} is in use by another tempsched process (pid {holder}): "
+                            "wait for it to finish, or stop it") from None
+        if _names(path, fd):
+            break
+        os.close(fd)  # its holder removed it between our open and our lock: lock the file there now
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        path.unlink(missing_ok=True)  # while still held, so nobody can hold the name being removed
+        os.close(fd)
+
+
+def _names(path: Path, fd: int) -> bool:
+    """Whether ``path`` still names the file open as ``fd``."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return False
+    held = os.fstat(fd)
+    return (st.st_dev, st.st_ino) == (held.st_dev, held.st_ino)
+
+
+def _remove_folders(made: list[Path]) -> None:
+    """Remove folders this process made, deepest first, stopping at one that is not empty (not only ours)."""
+    for folder in reversed(made):
+        try:
+            folder.rmdir()
+        except OSError:
+            return
+
+
 class RunDir:
     """One run's folder."""
 
@@ -76,38 +222,108 @@ class RunDir:
     def file(self, name: str) -> Path:
         return self.path / name
 
-    def create(self) -> None:
-        """Make the folder for a new run; refuse one that already holds a run (nothing is overwritten)."""
-        if self.file(CONFIG).exists() or self.file(STATE).exists() or self.file(METRICS).exists():
-            raise UserError(f"{self.path} already holds a run: use --resume {self.path} or choose another --out")
+    @contextlib.contextmanager
+    def hold(self, *, new: bool) -> Iterator[None]:
+        """Own this folder for a whole run (``new``: create it for a new run; else resume the run in it).
+
+        One process per run directory: two runs appending to one metrics.jsonl, or a resume that
+        truncates it under a run still training, would mix their rows. A second process is refused
+        with the first one's pid and changes nothing. A new run that fails before its first
+        checkpoint removes what it created (its files, the folders it made), so the path is free
+        again; files that were in the folder before stay.
+        """
+        made = self._make_folders() if new else []
+        if not self.path.is_dir():
+            raise UserError(f"cannot create run directory {self.path}: a file has that name" if new
+                            else f"run directory not found: {self.path}")
         try:
-            self.path.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise UserError(f"cannot create run directory {self.path}: {exc.strerror}") from None
+            with _exclusive_lock(self.file(LOCK)):
+                # Any of a run's files means someone's run; refusing it also makes every run file
+                # found after a failure below this process's own.
+                if new and any(self.file(name).exists() for name in RUN_FILES):
+                    raise UserError(f"{self.path} already holds a run: use --resume {self.path} "
+                                    "or choose another --out")
+                try:
+                    yield
+                except BaseException:
+                    if new and not self.file(STATE).exists():
+                        for name in RUN_FILES:
+                            self.file(name).unlink(missing_ok=True)
+                    raise
+        except BaseException:
+            _remove_folders(made)
+            raise
+
+    def _make_folders(self) -> list[Path]:
+        """Create the run's folder and missing parents; return those this process made, outermost first."""
+        made: list[Path] = []
+        for folder in reversed([p for p in (self.path, *self.path.parents) if not p.exists()]):
+            try:
+                folder.mkdir()
+            except FileExistsError:
+                continue  # another process made it meanwhile: not ours to remove
+            except OSError as exc:
+                _remove_folders(made)
+                raise UserError(f"cannot create run directory {self.path}: {exc.strerror}") from None
+            made.append(folder)
+        return made
 
     def append_metrics(self, rows: list[dict[str, Any]]) -> None:
         with self.file(METRICS).open("a", encoding="utf-8") as fh:
-            for row in rows:
-                fh.write(json.dumps(row) + "\n")
+            fh.write("".join(encode_row(row) for row in rows))
             fh.flush()
             os.fsync(fh.fileno())
 
-    def read_metrics(self) -> list[dict[str, Any]]:
-        path = self.file(METRICS)
-        if not path.exists():
-            return []
-        rows = []
-        for line in path.read_text(encoding="utf-8").splitlines():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:
-                break  # a line cut by a kill: everything after it is from an unfinished epoch
-        return rows
+    def _metric_lines(self) -> tuple[bytes, list[tuple[bytes, dict[str, Any]]]]:
+        """metrics.jsonl's bytes, and each complete line with its row; a damaged line is refused, by number.
 
-    def truncate_metrics(self, epochs_done: int) -> None:
-        """Drop rows of epochs the saved state does not include (written just before a kill)."""
-        rows = [r for r in self.read_metrics() if r.get("epoch", 0) < epochs_done]
-        write_text(self.file(METRICS), "".join(json.dumps(r) + "\n" for r in rows))
+        Only a last line without its newline is left out: the run was killed while appending it, so
+        its epoch's state was never saved. A damaged line anywhere else is not a kill's trace, and
+        dropping it (or the rows after it) would lose finished epochs.
+        """
+        path = self.file(METRICS)
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            return b"", []
+        except OSError as exc:
+            raise UserError(f"cannot read {path}: {exc.strerror}") from None
+        *lines, _torn = data.split(b"\n")
+        out = []
+        for number, line in enumerate(lines, start=1):
+            try:
+                out.append((line + b"\n", decode_row(line)))
+            except ValueError as exc:
+                reason = (str(exc).splitlines() or [type(exc).__name__])[0][:80]
+                raise UserError(f"{path} line {number} is damaged ({reason}): repair that line, "
+                                "or start a new run") from None
+        return data, out
+
+    def read_metrics(self) -> list[dict[str, Any]]:
+        """The rows of metrics.jsonl, non-finite values restored."""
+        return [row for _, row in self._metric_lines()[1]]
+
+    def rewind_metrics(self, epochs_done: int, members: int) -> None:
+        """Check metrics.jsonl holds the rows of the ``epochs_done`` epochs state.pt includes, and drop
+        later rows (written before a kill that came ahead of the state's save).
+
+        Nothing is written unless every check passes.
+        """
+        data, lines = self._metric_lines()
+        counts = Counter(row["epoch"] for _, row in lines)
+        path = self.file(METRICS)
+        for epoch in range(epochs_done):
+            if counts[epoch] != members:
+                raise UserError(f"{path} holds {counts[epoch]} rows of epoch {epoch + 1}, which {STATE} includes, "
+                                f"instead of {members}: the two files are not from the same run")
+        last = max(counts, default=-1)
+        if last > epochs_done:
+            raise UserError(f"{path} holds rows up to epoch {last + 1} but {STATE} stops after epoch {epochs_done}: "
+                            f"{STATE} is older than {METRICS}; put back the run's latest {STATE}")
+        kept = b"".join(line for line, row in lines if row["epoch"] < epochs_done)
+        if kept != data:
+            with atomic_path(path) as tmp:
+                tmp.write_bytes(kept)
 
     def write_json(self, name: str, obj: Any) -> None:
         write_text(self.file(name), json.dumps(obj, indent=2, default=str) + "\n")

@@ -6,6 +6,7 @@ the CLI and ``tempsched tune`` both call ``execute``.
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,39 +80,95 @@ def build(config: RunConfig, manager: PluginManager) -> Built:
     return Built(task, population)
 
 
-def _load_state(run: rd.RunDir, built: Built, config: RunConfig) -> dict[str, Any]:
-    state = rd.load_torch(run.file(rd.STATE), rd.STATE_FORMAT)
-    members = state.get("population", {}).get("members", [])
-    if [m.get("strategy") for m in members] != config.schedules:
-        raise UserError(f"{run.file(rd.STATE)} does not match {run.file(rd.CONFIG)} (other members or strategies)")
+def _improves(loss: float, best_loss: float, best_epoch: int) -> bool:
+    """Whether an epoch's best loss makes a new best model; a NaN loss never beats a number.
+
+    The first epoch always does, so best.pt exists for ``finish`` (and resume) even when its loss is NaN.
+    """
+    return best_epoch < 0 or math.isnan(best_loss) or loss < best_loss
+
+
+def _load_state(run: rd.RunDir, built: Built, config: RunConfig) -> tuple[float, int, float, float]:
+    """Restore the population from state.pt once the run's files are shown to belong together.
+
+    state.pt and best.pt must carry ``config``'s fingerprint, state.pt must be whole with every
+    temperature inside the bounds, and metrics.jsonl must hold every epoch the state includes.
+    Every check comes before anything is written, so a refused resume leaves the folder as it was.
+    Returns the best loss, its epoch, and the training and wall seconds so far.
+    """
+    path, config_path, saved_config = run.file(rd.STATE), run.file(rd.CONFIG), config.to_dict()
+    state = rd.load_torch(path, rd.STATE_FORMAT)
+    rd.check_fingerprint(path, state, saved_config, config_path)
+    best = rd.load_torch(run.file(rd.BEST), rd.BEST_FORMAT)
+    rd.check_fingerprint(run.file(rd.BEST), best, saved_config, config_path)
     try:
-        built.population.load_state_dict(state["population"])
-    except (KeyError, RuntimeError, ValueError, TypeError) as exc:
-        raise UserError(f"{run.file(rd.STATE)} does not fit this configuration's models: {str(exc)[:120]}") from None
-    return state
+        totals = (float(state["best_loss"]), int(state["best_epoch"]), float(state["train_seconds"]),
+                  float(state["wall_seconds"]))
+        epoch = state["population"]["epoch"]
+        strategies = [m["strategy"] for m in state["population"]["members"]]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise UserError(f"{path} is damaged or incomplete ({type(exc).__name__}: {exc}): start a new run") from None
+    if type(epoch) is not int or epoch < 1:
+        raise UserError(f"{path} is corrupt: it says {epoch!r} epochs are done; start a new run")
+    if epoch > config.epochs:
+        raise UserError(f"the run in {run.path} has already trained {epoch} epochs, more than the {config.epochs} "
+                        f"asked for: resume with --epochs {epoch} or more")
+    if strategies != config.schedules:
+        raise UserError(f"{path} does not match {config_path} (other members or strategies)")
+    pop = built.population
+    try:
+        pop.load_state_dict(state["population"])
+    except KeyError as exc:
+        raise UserError(f"{path} is damaged or incomplete (no {exc}): start a new run") from None
+    except (RuntimeError, ValueError, TypeError) as exc:
+        raise UserError(f"{path} does not fit this configuration's models: {str(exc)[:120]}") from None
+    assert config.tau.min is not None and config.tau.max is not None
+    for m in pop.members:
+        if not config.tau.min <= m.tau <= config.tau.max:
+            raise UserError(f"{path} is corrupt: member {m.index}'s tau {m.tau:g} lies outside "
+                            f"[{config.tau.min:g}, {config.tau.max:g}]; start a new run")
+    run.rewind_metrics(pop.epoch, len(pop.members))
+    return totals
+
+
+def _save_config(run: rd.RunDir, config: RunConfig, *, new: bool) -> None:
+    """Write config.toml: a new run's first file, created exclusively; on resume, rewritten when it
+    changed (``--epochs``), so that a later plain ``--resume`` (the hint after Ctrl+C) goes as far."""
+    path, text = run.file(rd.CONFIG), config.to_toml()
+    if new:
+        rd.write_text(path, text, exclusive=True)
+    elif not path.is_file() or path.read_text(encoding="utf-8") != text:
+        rd.write_text(path, text)
 
 
 def execute(config: RunConfig, manager: PluginManager, run_dir: Path, *, resume: bool = False,
             on_epoch: EpochCallback | None = None) -> RunSummary:
     """Train ``config`` (resolved) into ``run_dir``; with ``resume``, continue from its ``state.pt``.
 
-    ``on_epoch`` is called after each epoch's files are saved (tune uses it to report and prune; it
-    may raise to stop the run, and everything written so far stays valid).
+    Everything is built (and so checked) before the run directory is touched; then this process
+    holds the directory for the whole run (``RunDir.hold``): a second process is refused, and a new
+    run that fails before its first checkpoint removes what it created. ``on_epoch`` is called after
+    each epoch's files are saved (tune uses it to report and prune; it may raise to stop the run, and
+    everything written so far stays valid).
     """
     started = time.perf_counter()
     run = rd.RunDir(run_dir)
     built = build(config, manager)
+    data_text = built.task.describe_data()
+    with run.hold(new=not resume):
+        return _train(run, built, config, manager, data_text, started, resume, on_epoch)
+
+
+def _train(run: rd.RunDir, built: Built, config: RunConfig, manager: PluginManager, data_text: str, started: float,
+           resume: bool, on_epoch: EpochCallback | None) -> RunSummary:
+    """``execute``'s run, in the run directory this process holds."""
     pop = built.population
+    saved_config = config.to_dict()
+    identity = {"fingerprint": rd.fingerprint(saved_config), "config": saved_config}
     best_loss, best_epoch, train_seconds, wall_before = float("inf"), -1, 0.0, 0.0
     if resume:
-        state = _load_state(run, built, config)
-        best_loss, best_epoch = float(state["best_loss"]), int(state["best_epoch"])
-        train_seconds, wall_before = float(state["train_seconds"]), float(state["wall_seconds"])
-        run.truncate_metrics(pop.epoch)
-    else:
-        run.create()
-        rd.write_text(run.file(rd.CONFIG), config.to_toml())
-    data_text = built.task.describe_data()
+        best_loss, best_epoch, train_seconds, wall_before = _load_state(run, built, config)
+    _save_config(run, config, new=not resume)
     manager.hook.tempsched_run_start(info=RunInfo(
         run_dir=run.path, preset=config.plugin, members=len(pop.members), epochs=config.epochs,
         start_epoch=pop.epoch, data=data_text, strategies=[m.strategy for m in pop.members],
@@ -123,18 +180,18 @@ def execute(config: RunConfig, manager: PluginManager, run_dir: Path, *, resume:
         train_seconds += result.train_seconds
         run.append_metrics(result.rows)
         epoch_best = result.rows[result.best]
-        if epoch_best["loss"] < best_loss:
+        if _improves(epoch_best["loss"], best_loss, best_epoch):
             best_loss, best_epoch = epoch_best["loss"], result.epoch
             winner = pop.members[result.best]  # weights now shared by all, tau is still its own
             rd.save_torch(run.file(rd.BEST), {
                 "format": rd.BEST_FORMAT, "epoch": result.epoch, "member": epoch_best["member"],
                 "strategy": epoch_best["strategy"], "tau": epoch_best["tau_end"], "loss": best_loss,
-                "model": winner.model.state_dict(), "config": config.to_dict(),
+                "model": winner.model.state_dict(), **identity,
             })
         rd.save_torch(run.file(rd.STATE), {
             "format": rd.STATE_FORMAT, "population": pop.state_dict(), "best_loss": best_loss,
             "best_epoch": best_epoch, "train_seconds": train_seconds,
-            "wall_seconds": wall_before + time.perf_counter() - started,
+            "wall_seconds": wall_before + time.perf_counter() - started, **identity,
         })
         report = EpochReport(epoch=result.epoch, epochs=config.epochs, best=result.best, rows=result.rows,
                              train_seconds=result.train_seconds, eval_seconds=result.eval_seconds,
