@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import signal
 import subprocess
@@ -12,6 +13,7 @@ import time
 import tomllib
 import uuid
 from pathlib import Path
+from typing import Callable
 
 import optuna
 import pytest
@@ -171,10 +173,10 @@ def test_stale_running_trials_are_failed(tmp_path: Path) -> None:
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     dead_pid = int(dead.stdout)
     gone, silent, alive, fresh = (study.ask() for _ in range(4))
-    gone.set_user_attr("worker", f"{tune.MACHINE}:{dead_pid}:abcd")  # its process has exited
+    gone.set_user_attr("worker", f"{tune.machine()}:{dead_pid}:abcd")  # its process has exited
     silent.set_user_attr("worker", "other-host/boot:1:abcd")  # another machine, silent for an hour
     silent.set_user_attr("heartbeat", time.time() - 3600)
-    alive.set_user_attr("worker", tune.WORKER_ID)
+    alive.set_user_attr("worker", tune.worker_id())
     fresh.set_user_attr("worker", "other-host/boot:1:abcd")
     fresh.set_user_attr("heartbeat", time.time())
     assert sorted(tune.fail_stale_trials(study, storage)) == [gone.number, silent.number]
@@ -218,7 +220,7 @@ def two_workers(settings: tune.TuneSettings) -> None:
     assert sorted(t.number for t in trials) == list(range(8))  # none lost, none doubled
     assert all(t.state in tune.FINISHED for t in trials)
     workers = {t.user_attrs["worker"] for t in trials}
-    assert len(workers) == 2 and tune.WORKER_ID in workers  # this process and one spawned worker
+    assert len(workers) == 2 and tune.worker_id() in workers  # this process and one spawned worker
     for t in trials:
         if t.state == TrialState.COMPLETE:
             assert (settings.study_dir / "trials" / str(t.number) / "summary.json").is_file()
@@ -246,16 +248,22 @@ def test_two_workers_share_a_postgresql_database(tmp_path: Path) -> None:
         two_workers(settings)
     finally:
         with contextlib.suppress(KeyError):  # the study may not exist if the test failed early
-            optuna.delete_study(study_name=name, storage=url)
+            optuna.delete_study(study_name=name, storage=tune.database_url(url))
 
 
 TINY = ["--members", "2", "--epochs", "1", "--train-size", "320", "--val-size", "64", "--test-size", "64",
         "--batch-size", "64"]
 
 
-def test_cli_tune_and_report(tmp_path: Path, capsys) -> None:
+def tiny_config(tmp_path: Path) -> Path:
+    """A GS-VAE small enough for an epoch in well under a second."""
     config = tmp_path / "tiny.toml"
     config.write_text('[task_options]\nz1 = [8, 4]\nz2 = [4, 4]\nchannels = [8, 16]\n')
+    return config
+
+
+def test_cli_tune_and_report(tmp_path: Path, capsys) -> None:
+    config = tiny_config(tmp_path)
     out = tmp_path / "study"
     code, stdout, stderr = cli("tune", "--plugin", "paper-default", "--config", str(config), *TINY, "--trials", "2",
                                "--pruner", "none", "--fix", "patience=1", "--out", str(out), capsys=capsys)
@@ -276,6 +284,7 @@ def test_cli_tune_and_report(tmp_path: Path, capsys) -> None:
     (["--fix", "tau_min=5"], "tau_min < tau_max cannot hold"),
     (["--trials", "0"], "--trials must be a positive integer"),
     (["--storage", "postgresql+psycopg2://u:secret@127.0.0.1:9/none"], "cannot use storage"),
+    (["--storage", "postgresql://u:secret@127.0.0.1:9/none"], "cannot use storage"),  # not "needs psycopg"
     (["--plugin", "nope"], "unknown preset 'nope'"),
 ])
 def test_cli_bad_input_is_one_line_and_exit_2(args: list[str], needle: str, tmp_path: Path, capsys) -> None:
@@ -287,3 +296,208 @@ def test_cli_bad_input_is_one_line_and_exit_2(args: list[str], needle: str, tmp_
 def test_report_of_a_missing_study(tmp_path: Path, capsys) -> None:
     code, _, stderr = cli("tune", "report", str(tmp_path / "none"), capsys=capsys)
     assert code == 2 and "holds no study" in stderr
+
+
+def test_importing_tune_reads_no_system_files() -> None:
+    code = textwrap.dedent("""
+        import sys
+        opened = []
+        sys.addaudithook(lambda event, args: event == "open" and "boot_id" in str(args[0]) and opened.append(args[0]))
+        import tempsched.tune
+        assert not opened, opened
+    """)
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_a_bare_postgresql_url_gets_the_installed_driver() -> None:
+    assert tune.database_url("postgresql://u:pw@db:5432/optuna") == "postgresql+psycopg2://u:pw@db:5432/optuna"
+    for url in ("postgresql+psycopg2://u@db/x", "postgresql+asyncpg://u@db/x", "sqlite:///s.db", "mysql://u@db/x"):
+        assert tune.database_url(url) == url
+
+
+# The journal: a torn last line is what a writer killed in mid-record leaves; anything else is damage.
+TORN = b'{"op_code": 5, "tri'
+
+
+def test_a_torn_last_line_is_cut_and_the_study_goes_on(tmp_path: Path, caplog) -> None:
+    settings = toy_settings(tmp_path / "study", trials=2)
+    tune.run_study(settings)
+    journal = settings.study_dir / tune.JOURNAL
+    before = [(t.number, t.state, t.params) for t in tune.open_existing(settings.study_dir, "toy").trials]
+    whole = journal.read_bytes()
+    with journal.open("ab") as f:
+        f.write(TORN)
+    settings.trials = 4
+    with caplog.at_level(logging.WARNING, logger="tempsched.tune.journal"):
+        result = tune.run_study(settings)
+    assert result.new_trials == 2 and result.counts["complete"] == 4
+    repaired = [r.getMessage() for r in caplog.records]
+    assert len(repaired) == 1 and f"ended in a record cut short ({len(TORN)} bytes" in repaired[0]
+    data = journal.read_bytes()
+    assert data.startswith(whole) and TORN not in data and data.endswith(b"\n")
+    study = tune.open_existing(settings.study_dir, "toy")
+    assert [(t.number, t.state, t.params) for t in study.trials[:2]] == before
+
+
+@pytest.fixture(scope="module")
+def whole_journal(tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    """The journal of a finished one-trial toy study."""
+    study_dir = tmp_path_factory.mktemp("whole") / "study"
+    tune.run_study(toy_settings(study_dir, trials=1))
+    return (study_dir / tune.JOURNAL).read_bytes()
+
+
+def glued_at_line_3(data: bytes) -> bytes:
+    """What Optuna's own writer makes of a torn line: the next record glued to it, mid-file."""
+    lines = data.splitlines(keepends=True)
+    return b"".join(lines[:2]) + TORN + b"".join(lines[2:])
+
+
+@pytest.mark.parametrize("damage, needle", [
+    (glued_at_line_3, "is damaged at line 3 (not valid JSON); to keep the 2 lines before it, cut the file there: "
+                      "head -n 2 "),
+    (lambda data: data + TORN + b"\n", "(not valid JSON)"),  # Optuna's own reader skips a bad last line
+    (lambda data: data + b"[1, 2]\n", "(JSON, but no Optuna journal record)"),
+    (lambda data: b"name,loss\nx,1\n", "is not an Optuna study journal (line 1 is not valid JSON)"),
+    (lambda data: b"\x89PNG\x00\x01", "is not an Optuna study journal (line 1 is an unfinished line"),
+], ids=["mid-file", "last-line", "not-a-record", "csv-file", "binary-file"])
+def test_a_damaged_journal_is_one_line_and_left_as_it_is(damage: Callable[[bytes], bytes], needle: str,
+                                                         whole_journal: bytes, tmp_path: Path, capsys) -> None:
+    settings = toy_settings(tmp_path / "study", trials=2)
+    journal = settings.study_dir / tune.JOURNAL
+    journal.parent.mkdir()
+    journal.write_bytes(damage(whole_journal))
+    damaged = journal.read_bytes()
+    with pytest.raises(UserError) as refused:
+        tune.run_study(settings)
+    assert needle in str(refused.value) and len(str(refused.value).splitlines()) == 1, refused.value
+    code, _, stderr = cli("tune", "report", str(settings.study_dir), "--study-name", "toy", capsys=capsys)
+    assert code == 2 and needle in stderr and len(stderr.strip().splitlines()) == 1, stderr
+    assert journal.read_bytes() == damaged
+    assert sorted(p.name for p in settings.study_dir.iterdir()) == [tune.JOURNAL]  # no lock, nothing else
+
+
+def test_the_cut_the_error_suggests_keeps_the_records_before_the_damage(whole_journal: bytes, tmp_path: Path) -> None:
+    settings = toy_settings(tmp_path / "study", trials=2)
+    journal = settings.study_dir / tune.JOURNAL
+    journal.parent.mkdir()
+    journal.write_bytes(whole_journal + TORN + whole_journal)  # a torn record with records glued after it
+    with pytest.raises(UserError, match=r"head -n \d+ ") as refused:
+        tune.run_study(settings)
+    command = str(refused.value).split("cut the file there: ")[1]
+    subprocess.run(command, shell=True, check=True)
+    assert journal.read_bytes() == whole_journal
+    result = tune.run_study(settings)
+    assert result.new_trials == 1 and result.counts["complete"] == 2
+
+
+def test_a_renamed_study_directory_continues_its_own_study(tmp_path: Path) -> None:
+    first = tmp_path / "a"
+    tune.run_study(toy_settings(first, trials=2, study_name=tune.default_study_name(first)))
+    moved = first.rename(tmp_path / "b")
+    kept = {p: p.read_bytes() for p in moved.rglob("*") if p.is_file() and "trials" in p.parts}
+    assert tune.default_study_name(moved) == "a"
+    result = tune.run_study(toy_settings(moved, trials=3, study_name=tune.default_study_name(moved)))
+    assert result.new_trials == 1 and result.counts["complete"] == 3
+    assert sorted(p.name for p in (moved / "trials").iterdir()) == ["0", "1", "2"]
+    assert all(p.read_bytes() == data for p, data in kept.items())
+    with pytest.raises(UserError, match=r"belongs to study 'a' .*or use another --out for study 'other'"):
+        tune.run_study(toy_settings(moved, trials=3, study_name="other"))
+
+
+def test_trial_directories_of_another_study_are_refused(tmp_path: Path) -> None:
+    study_dir = tmp_path / "s"
+    tune.run_study(toy_settings(study_dir, trials=1, study_name="old"))
+    (study_dir / tune.NAME_FILE).unlink()  # as a directory made before directories recorded their study
+    journal = (study_dir / tune.JOURNAL).read_bytes()
+    with pytest.raises(UserError, match=r"trials/0 is no trial of study 'new' \(it has 0 trial\(s\) in .*; studies "
+                                        r"there: old\): it belongs to another study"):
+        tune.run_study(toy_settings(study_dir, trials=1, study_name="new"))
+    assert (study_dir / tune.JOURNAL).read_bytes() == journal  # the refused study was not created
+    assert not (study_dir / tune.NAME_FILE).exists()
+
+
+class FailRuns:
+    """Makes the runs into directories named in ``names`` raise as they start."""
+
+    def __init__(self, names: tuple[str, ...]) -> None:
+        self.names = names
+
+    @hookimpl
+    def tempsched_run_start(self, info) -> None:
+        if Path(info.run_dir).name in self.names:
+            raise RuntimeError(f"boom in run {Path(info.run_dir).name}")
+
+
+def failing_manager(*names: str) -> Callable[[], PluginManager]:
+    def factory() -> PluginManager:
+        m = toy_manager()
+        m.register(FailRuns(names), name="fail")
+        return m
+    return factory
+
+
+def failure_lines(capfd) -> list[str]:
+    err = capfd.readouterr().err
+    assert "Traceback" not in err, err
+    return [line for line in err.splitlines() if " failed: " in line]
+
+
+def test_a_failed_trial_is_one_line_and_the_study_goes_on(tmp_path: Path, capfd) -> None:
+    result = tune.run_study(toy_settings(tmp_path / "study", trials=3, manager_factory=failing_manager("1")))
+    assert result.counts["complete"] == 3 and result.counts["fail"] == 1
+    lines = failure_lines(capfd)
+    assert len(lines) == 1 and lines[0].startswith("trial 1 failed: ") and "boom in run 1" in lines[0], lines
+
+
+def test_a_study_whose_trials_keep_failing_stops_with_one_line(tmp_path: Path, capfd) -> None:
+    settings = toy_settings(tmp_path / "study", trials=5, manager_factory=failing_manager(*"01234"))
+    with pytest.raises(UserError, match=rf"{tune.FAILURES_IN_A_ROW} trials in a row failed \(the last, trial 2: "):
+        tune.run_study(settings)
+    assert [line.split(":")[0] for line in failure_lines(capfd)] == ["trial 0 failed", "trial 1 failed",
+                                                                     "trial 2 failed"]
+
+
+def pid_alive(pid: int) -> bool:
+    """True while ``pid`` runs; a zombie (dead, waiting to be reaped by whoever adopted it) is gone."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"
+
+
+def running_workers(study_dir: Path, name: str) -> list[int]:
+    """The pids of the workers that have started a trial of the study so far."""
+    with contextlib.suppress(UserError, KeyError):
+        study = optuna.load_study(study_name=name, storage=tune.open_storage(None, study_dir))
+        return [int(str(t.user_attrs["worker"]).split(":")[1]) for t in study.trials if "worker" in t.user_attrs]
+    return []
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="workers die with their parent on Linux")
+def test_workers_die_with_a_killed_tune(tmp_path: Path) -> None:
+    out = tmp_path / "study"
+    args = ["tune", "--plugin", "paper-default", "--config", str(tiny_config(tmp_path)), *TINY, "--epochs", "1000",
+            "--trials", "2", "--workers", "2", "--pruner", "none", "--study-name", "orphans", "--out", str(out)]
+    proc = subprocess.Popen([sys.executable, "-c", "from tempsched.cli import main; main()", *args],
+                            stdout=subprocess.DEVNULL)
+    pids: list[int] = []
+    try:
+        deadline = time.monotonic() + 120
+        while len(pids) < 2 and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+            pids = running_workers(out, "orphans")
+        assert len(pids) == 2 and proc.pid in pids, f"the two workers never both started a trial: {pids}"
+        proc.kill()  # kill -9: no chance to stop its workers itself
+        proc.wait()
+        deadline = time.monotonic() + 5
+        while any(map(pid_alive, pids)) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not any(map(pid_alive, pids)), "a worker outlived the killed tune"
+    finally:
+        proc.kill()
+        proc.wait()
+        for pid in pids:
+            if pid != proc.pid and pid_alive(pid):  # an orphan this test made
+                os.kill(pid, signal.SIGKILL)

@@ -4,63 +4,45 @@ The population tunes tau *within* a run; Optuna tunes the outer knobs *across* r
 patience, tau bounds: whatever the plugins' search space holds). A trial trains into
 ``STUDY_DIR/trials/<number>/`` with ``training.execute``, reports the population's best loss after
 every epoch (so the pruner can stop it) and returns the best member's selection loss; the best
-member's test metrics (``test_mse`` among them) become user attributes.
+member's test metrics (``test_mse`` among them) become user attributes. A trial that raises is
+recorded FAIL with one line on stderr and the study goes on, unless ``FAILURES_IN_A_ROW`` trials of
+one worker fail in a row (then the cause is not the sampled values, and the worker stops).
 
-Storage: by default a journal file in the study directory, which several processes on one machine
-(or on machines sharing the folder) append to under a file lock; any Optuna storage URL otherwise
-(PostgreSQL, MySQL, SQLite). Optuna's heartbeat only exists for database storages, so for journal
-files this module keeps its own: each running trial records its worker (host, boot, pid) and a
-heartbeat time; a trial whose worker process is gone on this machine, or whose heartbeat is older
-than ``GRACE_SECONDS``, is marked FAIL when any worker starts or starts a trial. Database storages
-get Optuna's own heartbeat with the same interval and grace period, plus the same dead-process check.
-
-No CLI code lives here (see ``tempsched.cli_tune``); everything is plain functions on settings.
+No CLI code lives here (see ``tempsched.cli.tune``); everything is plain functions on settings.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
-import multiprocessing
 import os
-import socket
-import threading
-import time
-import uuid
-import warnings
+import sys
 import zlib
 from dataclasses import dataclass, field
+from multiprocessing.process import BaseProcess
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import optuna
-from optuna.storages import BaseStorage, JournalStorage, RDBStorage
-from optuna.storages.journal import JournalFileBackend
+from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from tempsched import rundir as rd
 from tempsched import training
-from tempsched.config import RunConfig, from_dict, merge
-from tempsched.errors import UserError
+from tempsched.config import RunConfig, replace_keys, resolve
+from tempsched.errors import UserError, describe_exception
 from tempsched.plugins import PluginManager
-from tempsched.records import EpochReport
+from tempsched.records import EpochRecord
 from tempsched.space import SearchSpace
+from tempsched.tune import directory, workers
+from tempsched.tune.storage import (fail_stale_trials, heartbeat, open_storage, quiet_experimental, storage_label,
+                                    worker_id)
 
 SAMPLERS = ("tpe", "random", "cmaes", "gp")
 PRUNERS = ("median", "hyperband", "none")
-JOURNAL = "study.journal"
-BEST_TOML = "best.toml"
-TRIALS = "trials"
-HEARTBEAT_SECONDS = 30
-GRACE_SECONDS = 120
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 SETTINGS_ATTR = "tempsched"
-
-# Who runs a trial: host and boot (so a pid is only judged on the machine that owns it), pid, and a
-# token that tells this process from an earlier one that had the same pid.
-_BOOT = Path("/proc/sys/kernel/random/boot_id")
-MACHINE = f"{socket.gethostname()}/{_BOOT.read_text().strip() if _BOOT.exists() else 'unknown-boot'}"
-WORKER_ID = f"{MACHINE}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+FAILURES_IN_A_ROW = 3
+Callback = Callable[[optuna.Study, FrozenTrial], None]
 
 
 @dataclass
@@ -99,32 +81,6 @@ class StudyResult:
     failed_stale: list[int] = field(default_factory=list)
 
 
-@contextlib.contextmanager
-def _quiet_experimental() -> Iterator[None]:
-    """Silence Optuna's 'experimental feature' warnings (heartbeats, GP sampler): they say nothing to act on."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        yield
-
-
-def hide_password(url: str) -> str:
-    """``url`` with any password replaced by ***."""
-    if "://" not in url:
-        return url
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
-
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
-        return url
-
-
-def storage_label(storage: str | None, study_dir: Path) -> str:
-    """Where a study lives, safe to print (no password)."""
-    return hide_password(storage) if storage else str(study_dir / JOURNAL)
-
-
 def check_settings(settings: TuneSettings) -> None:
     """Refuse bad study options before anything is created (each a one-line UserError)."""
     if settings.trials <= 0:
@@ -147,30 +103,9 @@ def check_space_corners(settings: TuneSettings, manager: PluginManager) -> None:
 
 
 def trial_config(base: RunConfig, space: SearchSpace, values: dict[str, Any], manager: PluginManager) -> RunConfig:
-    """The complete run configuration of a trial: ``base`` with the sampled values at their targets."""
-    merged = merge(base.to_dict(), space.config_overrides(values))
-    return training.resolve_config(from_dict(merged), manager)
-
-
-def open_storage(url: str | None, study_dir: Path) -> BaseStorage:
-    """A study's storage: the journal file in ``study_dir``, a journal file path, or a database URL."""
-    if url is None or "://" not in url:
-        path = Path(url) if url else study_dir / JOURNAL
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            return JournalStorage(JournalFileBackend(str(path)))
-        except OSError as exc:
-            raise UserError(f"cannot open the study journal {path}: {exc.strerror or exc}") from None
-    try:
-        with _quiet_experimental():
-                return RDBStorage(url, heartbeat_interval=HEARTBEAT_SECONDS, grace_period=GRACE_SECONDS,
-                              engine_kwargs={"pool_pre_ping": True})
-    except ModuleNotFoundError as exc:
-        raise UserError(f"storage {hide_password(url)} needs the Python package '{exc.name}' "
-                        f"(for PostgreSQL: pip install psycopg2-binary)") from None
-    except Exception as exc:  # sqlalchemy raises many kinds; the user needs the first line only
-        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise UserError(f"cannot use storage {hide_password(url)}: {reason[:200]}") from None
+    """The complete run configuration of a trial: ``base`` (typed, resolved) with the sampled values at their
+    dotted keys, checked again against the parts' declarations."""
+    return resolve(replace_keys(base, space.targets(values)), manager.registry)
 
 
 def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
@@ -181,7 +116,7 @@ def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
         return optuna.samplers.RandomSampler(seed=seed)
     if name == "cmaes":
         return optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False)
-    with _quiet_experimental():
+    with quiet_experimental():
         return optuna.samplers.GPSampler(seed=seed)
 
 
@@ -219,94 +154,70 @@ def load_study(settings: TuneSettings, storage: BaseStorage, sampler: optuna.sam
     return study
 
 
-def _process_gone(worker: str) -> bool:
-    """True when ``worker`` ran on this machine and its process no longer exists."""
-    machine, _, rest = worker.partition(":")
-    pid_text = rest.partition(":")[0]
-    if machine != MACHINE or not pid_text.isdigit():
-        return False
-    pid = int(pid_text)
-    if pid == os.getpid():
-        return worker != WORKER_ID  # an earlier process that had this pid
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
-
-
-def fail_stale_trials(study: optuna.Study, storage: BaseStorage, grace: float = GRACE_SECONDS) -> list[int]:
-    """Mark FAIL every RUNNING trial whose worker is dead here or, for journal files, silent for ``grace``.
-
-    Returns the numbers of the trials it failed. Database storages also run Optuna's own heartbeat
-    check; this adds the immediate check for processes of this machine.
-    """
-    with _quiet_experimental():
-        optuna.storages.fail_stale_trials(study)
-    study_id = storage.get_study_id_from_name(study.study_name)
-    now = time.time()
-    failed = []
-    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        worker = str(t.user_attrs.get("worker", ""))
-        last = t.user_attrs.get("heartbeat", t.datetime_start.timestamp() if t.datetime_start else now)
-        silent = not isinstance(storage, RDBStorage) and now - float(last) > grace
-        if not (_process_gone(worker) or silent):
-            continue
-        trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, t.number)
-        with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
-            if storage.set_trial_state_values(trial_id, state=TrialState.FAIL):
-                failed.append(t.number)
-    return failed
-
-
-@contextlib.contextmanager
-def heartbeat(trial: optuna.Trial, storage: BaseStorage, interval: float = HEARTBEAT_SECONDS) -> Iterator[None]:
-    """For journal storages: record ``heartbeat`` on the trial every ``interval`` seconds while it runs."""
-    if isinstance(storage, RDBStorage):  # Optuna beats for database storages itself
-        yield
-        return
-    stop = threading.Event()
-
-    def beat() -> None:
-        while not stop.wait(interval):
-            with contextlib.suppress(Exception):  # a missed beat only makes the trial look older
-                trial.set_user_attr("heartbeat", time.time())
-
-    trial.set_user_attr("heartbeat", time.time())
-    thread = threading.Thread(target=beat, name="tempsched-heartbeat", daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        thread.join()
+def failure_reason(exc: Exception) -> str:
+    """One line for why a trial failed: a UserError's message, else the exception's type and first line."""
+    if isinstance(exc, UserError):
+        return (str(exc).strip().splitlines() or ["UserError"])[0]
+    return describe_exception(exc)
 
 
 class Objective:
-    """One trial: sample, run the population into ``trials/<number>``, report every epoch, return the loss."""
+    """One worker's trials: sample, run the population into ``trials/<number>``, report every epoch,
+    return the loss; stop the worker once ``quota`` of its trials finished.
 
-    def __init__(self, settings: TuneSettings, manager: PluginManager, storage: BaseStorage) -> None:
+    A trial that raises is reported in one line and left to Optuna to record FAIL; it does not count
+    towards the quota. After ``FAILURES_IN_A_ROW`` failures in a row the cause is hardly the sampled
+    values: the worker stops and ``gave_up`` says why.
+    """
+
+    def __init__(self, settings: TuneSettings, manager: PluginManager, storage: BaseStorage, quota: int) -> None:
         self.settings = settings
         self.manager = manager
         self.storage = storage
+        self.quota = quota
+        self.finished = 0
+        self.failures_in_a_row = 0
+        self.gave_up: str | None = None
 
     def __call__(self, trial: optuna.Trial) -> float:
+        try:
+            loss = self.run(trial)
+        except optuna.TrialPruned:
+            self._finished(trial)
+            raise
+        except Exception as exc:
+            reason = failure_reason(exc)
+            print(f"trial {trial.number} failed: {reason}", file=sys.stderr, flush=True)
+            self.failures_in_a_row += 1
+            if self.failures_in_a_row >= FAILURES_IN_A_ROW:
+                self.gave_up = f"{FAILURES_IN_A_ROW} trials in a row failed (the last, trial {trial.number}: {reason})"
+                trial.study.stop()
+            raise
+        self._finished(trial)
+        return loss
+
+    def _finished(self, trial: optuna.Trial) -> None:
+        self.failures_in_a_row = 0
+        self.finished += 1
+        if self.finished >= self.quota:
+            trial.study.stop()
+
+    def run(self, trial: optuna.Trial) -> float:
+        """The trial itself: its run's best selection loss."""
         fail_stale_trials(trial.study, self.storage)
         values = self.settings.space.suggest(trial)
         config = trial_config(self.settings.base, self.settings.space, values, self.manager)
-        run_dir = self.settings.study_dir / TRIALS / str(trial.number)
-        trial.set_user_attr("worker", WORKER_ID)
+        run_dir = directory.trial_dir(self.settings.study_dir, trial.number)
+        trial.set_user_attr("worker", worker_id())
         trial.set_user_attr("run_dir", str(run_dir))
         best = [float("inf")]
 
-        def on_epoch(report: EpochReport) -> None:
-            best[0] = min(best[0], float(report.rows[report.best]["loss"]))
-            trial.report(best[0], report.epoch)
+        def on_epoch(record: EpochRecord) -> None:
+            best[0] = min(best[0], float(record.best_row["loss"]))
+            trial.report(best[0], record.epoch)
             if trial.should_prune():
-                trial.set_user_attr("pruned_after_epoch", report.epoch + 1)
-                raise optuna.TrialPruned(f"pruned after epoch {report.epoch + 1}")
+                trial.set_user_attr("pruned_after_epoch", record.epoch + 1)
+                raise optuna.TrialPruned(f"pruned after epoch {record.epoch + 1}")
 
         with heartbeat(trial, self.storage):
             summary = training.execute(config, self.manager, run_dir, on_epoch=on_epoch)
@@ -324,8 +235,9 @@ def _sampler_seed(seed: int, existing: int, worker: int) -> int:
 
 
 def run_worker(settings: TuneSettings, quota: int, index: int, existing: int,
-               callbacks: list[Callable[[optuna.Study, FrozenTrial], None]] | None = None) -> None:
-    """Run up to ``quota`` trials of the study in this process (worker ``index`` of ``settings.workers``).
+               callbacks: list[Callback] | None = None) -> None:
+    """Run trials of the study in this process (worker ``index`` of ``settings.workers``) until ``quota`` of
+    them finished (failed ones do not count; see ``Objective``).
 
     Stops early once the study has ``settings.trials`` finished trials (other machines may share it).
     """
@@ -339,13 +251,14 @@ def run_worker(settings: TuneSettings, quota: int, index: int, existing: int,
                                                                                        index)),
                        make_pruner(settings.pruner, settings.base.epochs))
     stop = optuna.study.MaxTrialsCallback(settings.trials, states=FINISHED)
-    study.optimize(Objective(settings, manager, storage), n_trials=quota, callbacks=[stop, *(callbacks or [])])
+    objective = Objective(settings, manager, storage, quota)
+    study.optimize(objective, callbacks=[stop, *(callbacks or [])], catch=(Exception,))
+    if objective.gave_up:
+        raise UserError(f"{objective.gave_up}; finished trials are kept, fix the cause and re-run to resume")
 
 
 def _child(settings: TuneSettings, quota: int, index: int, existing: int) -> None:
     """Entry point of a spawned worker: a UserError becomes one line and exit status 2, Ctrl+C a quiet exit."""
-    import sys
-
     try:
         run_worker(settings, quota, index, existing)
     except UserError as exc:
@@ -383,37 +296,36 @@ def write_best_toml(study: optuna.Study, settings: TuneSettings, manager: Plugin
     config = best_config(study, settings, manager)
     if config is None:
         return None
-    path = settings.study_dir / BEST_TOML
+    path = settings.study_dir / directory.BEST_TOML
     rd.write_text(path, config.to_toml())
     return path
 
 
-def run_study(settings: TuneSettings, callbacks: list[Callable[[optuna.Study, FrozenTrial], None]] | None = None
-              ) -> StudyResult:
+def run_study(settings: TuneSettings, callbacks: list[Callback] | None = None) -> StudyResult:
     """Run (or resume) the study until it holds ``settings.trials`` finished trials.
 
-    This process is worker 0 and gets ``callbacks``; ``settings.workers - 1`` more are spawned. Ctrl+C
-    stops every worker after marking its trial FAIL; finished trials stay in the storage and the
-    same call resumes the study.
+    This process is worker 0 and gets ``callbacks``; ``settings.workers - 1`` more are spawned, and
+    end when this process does. Ctrl+C stops every worker after marking its trial FAIL; finished
+    trials stay in the storage and the same call resumes the study.
     """
     check_settings(settings)
     manager = settings.manager_factory()
     check_space_corners(settings, manager)
     storage = open_storage(settings.storage, settings.study_dir)
+    directory.check_owner(settings.study_dir, settings.study_name, storage, settings.storage_label())
     study = load_study(settings, storage)
+    directory.record_owner(settings.study_dir, settings.study_name)
     stale = fail_stale_trials(study, storage)
     existing = len(study.get_trials(deepcopy=False))
     before = counts(study)
     remaining = settings.trials - before["complete"] - before["pruned"] - before["running"]
-    workers = max(0, min(settings.workers, remaining))
-    quotas = [remaining // workers + (1 if i < remaining % workers else 0) for i in range(workers)] if workers else []
-    ctx = multiprocessing.get_context("spawn")  # fork after torch's threads start is unsafe
-    children = [ctx.Process(target=_child, args=(settings, quotas[i], i, existing), name=f"tempsched-tune-{i}")
-                for i in range(1, workers)]
+    n_workers = max(0, min(settings.workers, remaining))
+    quotas = [remaining // n_workers + (1 if i < remaining % n_workers else 0) for i in range(n_workers)]
+    children: list[BaseProcess] = []
     interrupted = False
     try:
-        for child in children:
-            child.start()
+        for i in range(1, n_workers):
+            children.append(workers.start(_child, (settings, quotas[i], i, existing), f"tempsched-tune-{i}"))
         if quotas:
             run_worker(settings, quotas[0], 0, existing, callbacks)
         for child in children:
@@ -438,45 +350,3 @@ def run_study(settings: TuneSettings, callbacks: list[Callable[[optuna.Study, Fr
         raise UserError(f"worker process(es) {', '.join(failed_children)} failed (see their error above); "
                         f"finished trials are kept, re-run the same command to resume")
     return result
-
-
-def open_existing(study_dir: Path, study_name: str, storage: str | None = None) -> optuna.Study:
-    """Load a study for reporting, refusing one that does not exist (rather than creating it)."""
-    if storage is None and not (study_dir / JOURNAL).is_file():
-        raise UserError(f"{study_dir} holds no study ({JOURNAL} not found); give --storage if it lives elsewhere")
-    opened = open_storage(storage, study_dir)
-    try:
-        return optuna.load_study(study_name=study_name, storage=opened)
-    except KeyError:
-        names = ", ".join(s.study_name for s in optuna.get_all_study_summaries(opened)) or "none"
-        raise UserError(f"no study '{study_name}' in {storage_label(storage, study_dir)} (studies there: {names})"
-                        ) from None
-
-
-REPORT_PLOTS = ("optimization_history", "param_importances", "parallel_coordinate", "intermediate_values")
-
-
-def write_report(study: optuna.Study, out_dir: Path) -> tuple[list[Path], dict[str, str]]:
-    """Write Optuna's plots as HTML files into ``out_dir``; returns the files and, per plot skipped, why."""
-    from optuna import visualization
-
-    out_dir.mkdir(parents=True, exist_ok=True)
-    written: list[Path] = []
-    skipped: dict[str, str] = {}
-    for name in REPORT_PLOTS:
-        try:
-            with warnings.catch_warnings():  # e.g. "importances will be equal" with few trials: the plot shows it
-                warnings.simplefilter("ignore", UserWarning)
-                figure = getattr(visualization, f"plot_{name}")(study)
-        except (ValueError, RuntimeError, ZeroDivisionError) as exc:  # too few trials for this plot
-            skipped[name] = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            continue
-        path = out_dir / f"{name}.html"
-        # "directory": the plots load plotly.min.js from beside them, so they open offline.
-        rd.write_text(path, figure.to_html(include_plotlyjs="directory"))
-        written.append(path)
-    if written:
-        from plotly.offline import get_plotlyjs
-
-        rd.write_text(out_dir / "plotly.min.js", get_plotlyjs())
-    return written, skipped
