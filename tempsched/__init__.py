@@ -1,6 +1,20 @@
-"""tempsched: train a population of models side by side and tune a hyperparameter while they learn."""
+"""tempsched: train a population of models side by side and tune a hyperparameter while they learn.
 
+Everything a plugin author needs is importable from here: ``hookimpl``, the part base classes, ``Param``,
+``Range``, ``Preset``, the contexts the engine passes to parts, the records lifecycle hooks receive, the
+``Task`` protocol and ``UserError``. Nothing deeper is part of the plugin API.
+"""
+
+from tempsched.errors import UserError
 from tempsched.hookspecs import hookimpl
+from tempsched.parts import (EpochContext, FeedbackRule, Param, Part, Preset, Range, Schedule, SelectionPolicy,
+                             StepContext)
+from tempsched.records import BatchProgress, EpochRecord, RunInfo, RunSummary
+from tempsched.task import Task, TaskEnv
 
-__all__ = ["hookimpl", "__version__"]
-__version__ = "0.1.0"
+__all__ = [
+    "BatchProgress", "EpochContext", "EpochRecord", "FeedbackRule", "Param", "Part", "Preset", "Range", "RunInfo",
+    "RunSummary", "Schedule", "SelectionPolicy", "StepContext", "Task", "TaskEnv", "UserError", "hookimpl",
+    "__version__",
+]
+__version__ = "0.2.0"

@@ -1,9 +1,12 @@
-"""Typed run configuration: TOML in and out, every user mistake reported as one ``UserError``.
+"""Typed run configuration and the one path that builds it: defaults <- TOML <- command line.
 
-A configuration is resolved in layers: the dataclass defaults, then the preset's defaults (members,
-tau bounds, parameters), then a TOML file, then command-line options. The resolved configuration is
-complete (no missing value), is what ``config.toml`` in a run directory holds, and loads back with
-``--config`` to the same run.
+Every key has one dotted name, shared by the command line, TOML files and the tune search space:
+``members``, ``tau.min``, ``performance.threads``, ``task_options.dataset``, and for the parameters the
+parts declare ``params.PART.NAME`` (one part) or ``params.NAME`` (every part of the preset that takes
+NAME). ``layer`` turns a TOML mapping and a mapping of dotted overrides into a resolved configuration:
+the preset fills what the user left out, every part parameter and task option is checked against its
+declaration, and the result is complete. ``replace_keys`` changes keys of a resolved configuration
+without a round trip through dicts (``tempsched tune`` builds each trial with it).
 """
 
 from __future__ import annotations
@@ -15,12 +18,20 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Protocol
 
 import tomli_w
 
 from tempsched.errors import UserError
-from tempsched.parts import Preset
+from tempsched.parts import Param, Preset
+
+SELECT_ON = ("val", "train")
+DEVICES = ("cpu", "cuda", "auto")
+BACKENDS = ("auto", "loop", "vmap")
+PRECISIONS = ("fp32", "bf16")
+MAX_SEED = 2**32 - 1  # the seed is mixed into per-member and per-epoch seeds that torch takes as 64-bit
+MAX_THREADS = 1024  # more intra-op threads help no machine, and a huge count crashes torch's thread pool
+ANY_PART = "*"  # [params."*"]: values for whichever parts of the preset take them; ignored elsewhere
 
 
 @dataclass
@@ -30,21 +41,6 @@ class TauConfig:
     initial: float | None = None
     min: float | None = None
     max: float | None = None
-
-
-@dataclass
-class DataConfig:
-    """Which data the task trains on and how it is split."""
-
-    dataset: str = "sample"
-    data_dir: str | None = None
-    exclude_classes: list[int] = field(default_factory=list)
-    batch_size: int = 128
-    # Held-out validation images carved from the training set (0: min(10% of train, 5000)).
-    val_size: int = 0
-    # Use only the first N training / test images (0: all of them).
-    train_size: int = 0
-    test_size: int = 0
 
 
 @dataclass
@@ -66,7 +62,8 @@ class PerformanceConfig:
 
 @dataclass
 class RunConfig:
-    """Everything a run needs; ``resolve`` fills the values a preset supplies."""
+    """Everything a run needs. Once resolved, ``params`` maps each part of the preset to its parameter
+    values and ``task_options`` holds every option of the task."""
 
     plugin: str = "paper-default"
     task: str | None = None
@@ -75,12 +72,10 @@ class RunConfig:
     seed: int = 0
     select_on: str = "val"
     device: str = "cpu"
-    learning_rate: float = 1e-3
     schedules: list[str] | None = None
     feedback: str | None = None
     selection: str | None = None
     tau: TauConfig = field(default_factory=TauConfig)
-    data: DataConfig = field(default_factory=DataConfig)
     performance: PerformanceConfig = field(default_factory=PerformanceConfig)
     task_options: dict[str, Any] = field(default_factory=dict)
     params: dict[str, Any] = field(default_factory=dict)
@@ -92,11 +87,15 @@ class RunConfig:
     def to_toml(self) -> str:
         return tomli_w.dumps(self.to_dict())
 
+    def part_params(self, part: str) -> dict[str, Any]:
+        """The resolved parameter values of one part of the preset."""
+        return dict(self.params.get(part, {}))
 
-SELECT_ON = ("val", "train")
-DEVICES = ("cpu", "cuda", "auto")
-BACKENDS = ("auto", "loop", "vmap")
-PRECISIONS = ("fp32", "bf16")
+
+class PartRegistry(Protocol):
+    """What ``layer`` needs of the plugin registry (``tempsched.plugins.Registry``)."""
+
+    def get(self, kind: str, name: str) -> Any: ...
 
 
 def _drop_none(value: Any) -> Any:
@@ -127,6 +126,12 @@ def _type_name(hint: Any) -> str:
     return str(hint).replace("typing.", "").replace("<class '", "").replace("'>", "")
 
 
+def _typed(value: Any, hint: Any, key: str) -> Any:
+    if not _type_ok(value, hint):
+        raise UserError(f"'{key}' must be {_type_name(hint)}, got {value!r}")
+    return float(value) if hint in (float, float | None) and value is not None else value
+
+
 def _build(cls: type, data: Mapping[str, Any], where: str) -> Any:
     """Build dataclass ``cls`` from ``data``, refusing unknown keys and ill-typed values."""
     hints = typing.get_type_hints(cls)
@@ -140,15 +145,32 @@ def _build(cls: type, data: Mapping[str, Any], where: str) -> Any:
             if not isinstance(value, dict):
                 raise UserError(f"'{where}{key}' must be a table")
             kwargs[key] = _build(hint, value, f"{where}{key}.")
-            continue
-        if not _type_ok(value, hint):
-            raise UserError(f"'{where}{key}' must be {_type_name(hint)}, got {value!r}")
-        kwargs[key] = float(value) if hint in (float, float | None) and value is not None else value
+        else:
+            kwargs[key] = _typed(value, hint, f"{where}{key}")
     return cls(**kwargs)
 
 
 def from_dict(data: Mapping[str, Any]) -> RunConfig:
-    """A RunConfig from a parsed TOML mapping (unresolved: preset values may still be missing)."""
+    """A RunConfig from a parsed TOML mapping (unresolved: preset values may still be missing).
+
+    Files written before version 0.2 kept the data settings in ``[data]`` and the learning rate at the
+    top level; both are task options now and are read from where they were.
+    """
+    data = dict(data)
+    old_data = data.pop("data", None)
+    moved = {key: data.pop(key) for key in ("learning_rate",) if key in data}
+    if old_data is not None or moved:
+        options = data.get("task_options", {})
+        if not isinstance(old_data or {}, dict) or not isinstance(options, dict):
+            raise UserError("'data' and 'task_options' must be tables")
+        data["task_options"] = {**(old_data or {}), **moved, **options}
+        # 0.1 wrote every parameter of the preset flat, also those of strategies a small population does
+        # not use: they apply where a part takes them and are dropped elsewhere.
+        params = data.get("params", {})
+        if isinstance(params, dict):
+            flat = {k: v for k, v in params.items() if not isinstance(v, dict)}
+            data["params"] = {**{k: v for k, v in params.items() if isinstance(v, dict)},
+                              **({ANY_PART: flat} if flat else {})}
     return _build(RunConfig, data, "")
 
 
@@ -160,73 +182,171 @@ def load_toml(path: str | Path) -> dict[str, Any]:
             return tomllib.load(fh)
     except FileNotFoundError:
         raise UserError(f"config file not found: {p}") from None
+    except IsADirectoryError:
+        raise UserError(f"config file {p} is a directory") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise UserError(f"cannot read config file {p}: {exc}") from None
     except tomllib.TOMLDecodeError as exc:
         raise UserError(f"config file {p} is not valid TOML: {exc}") from None
 
 
-def merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
-    """Deep-merge two config mappings; ``override`` wins, tables merge key by key."""
-    out = dict(base)
-    for key, value in override.items():
-        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
-            out[key] = merge(out[key], value)
+def replace_keys(config: RunConfig, values: Mapping[str, Any]) -> RunConfig:
+    """A copy of ``config`` with each dotted key set to its value (typed fields are type-checked).
+
+    ``params.NAME`` sets NAME in every part table that has it and is kept for parts not resolved yet;
+    ``params.PART.NAME`` sets one part's; ``task_options.NAME`` one task option. Resolve the result
+    again (``layer``) to check the values against the parts' declarations.
+    """
+    out = dataclasses.replace(config, tau=dataclasses.replace(config.tau),
+                              performance=dataclasses.replace(config.performance),
+                              task_options=dict(config.task_options),
+                              params={k: dict(v) if isinstance(v, dict) else v for k, v in config.params.items()})
+    for key, value in values.items():
+        head, _, rest = key.partition(".")
+        if head == "params" and rest:
+            part, _, name = rest.rpartition(".")
+            if part:
+                out.params.setdefault(part, {})[name] = value
+            else:
+                for table in out.params.values():
+                    if isinstance(table, dict) and name in table:
+                        table[name] = value
+                out.params[name] = value
+        elif head == "task_options" and rest and "." not in rest:
+            out.task_options[rest] = value
         else:
-            out[key] = value
+            _set_field(out, key, value)
     return out
 
 
-def resolve(config: RunConfig, preset: Preset) -> RunConfig:
-    """Fill preset defaults, then check every value; returns a new, complete configuration."""
+def _set_field(config: RunConfig, key: str, value: Any) -> None:
+    *parents, leaf = key.split(".")
+    node: Any = config
+    for name in parents:
+        if not dataclasses.is_dataclass(node) or not hasattr(node, name):
+            raise UserError(f"unknown configuration key '{key}'")
+        node = getattr(node, name)
+    hints = typing.get_type_hints(type(node)) if dataclasses.is_dataclass(node) else {}
+    if leaf not in hints or dataclasses.is_dataclass(hints[leaf]) or leaf in ("params", "task_options"):
+        raise UserError(f"unknown configuration key '{key}'")
+    setattr(node, leaf, _typed(value, hints[leaf], key))
+
+
+def layer(registry: PartRegistry, toml: Mapping[str, Any] | None = None,
+          overrides: Mapping[str, Any] | None = None) -> RunConfig:
+    """The one path to a run configuration: defaults, then ``toml``, then dotted ``overrides``, resolved."""
+    config = from_dict(toml or {})
+    if overrides:
+        config = replace_keys(config, overrides)
+    return resolve(config, registry)
+
+
+def resolve(config: RunConfig, registry: PartRegistry) -> RunConfig:
+    """Fill the preset's values and every declared default, check every value; a new, complete config."""
+    preset: Preset = registry.get("presets", config.plugin)
+    members = config.members if config.members is not None else preset.members
+    if not _type_ok(members, int) or members <= 0:
+        raise UserError(f"members must be a positive integer, got {members}")
     c = dataclasses.replace(
         config,
         task=config.task or preset.task,
-        members=config.members if config.members is not None else preset.members,
+        members=members,
         feedback=config.feedback or preset.feedback,
         selection=config.selection or preset.selection,
+        schedules=list(config.schedules) if config.schedules is not None else preset.assign(members),
         tau=TauConfig(
             initial=config.tau.initial if config.tau.initial is not None else preset.tau_initial,
             min=config.tau.min if config.tau.min is not None else preset.tau_min,
             max=config.tau.max if config.tau.max is not None else preset.tau_max,
         ),
-        data=dataclasses.replace(config.data, exclude_classes=list(config.data.exclude_classes)),
         performance=dataclasses.replace(config.performance),
-        params=_resolve_params(config.params, preset),
     )
-    assert c.members is not None
-    if c.schedules is None:
-        c.schedules = preset.assign(c.members)
     _validate(c)
+    parts = preset_parts(c, registry)
+    c.params = _resolve_params(preset, parts, config.params)
+    task_cls = registry.get("tasks", c.task)
+    c.task_options = _resolve_task_options(preset, c.task, task_cls.params, config.task_options)
     return c
 
 
-def _resolve_params(given: Mapping[str, Any], preset: Preset) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in given.items():
-        if key not in preset.params:
-            known = ", ".join(sorted(preset.params)) or "none"
-            raise UserError(f"preset '{preset.name}' has no parameter '{key}' (its parameters: {known})")
-        default = preset.params[key].default
-        if not _type_ok(value, type(default)):
-            raise UserError(f"parameter '{key}' must be {type(default).__name__}, got {value!r}")
-        out[key] = float(value) if isinstance(default, float) else value
-    return {key: out.get(key, p.default) for key, p in preset.params.items()}
+def preset_parts(config: RunConfig, registry: PartRegistry) -> dict[str, type]:
+    """The part classes a (filled) configuration uses, by name: its schedules, feedback rule, selection."""
+    assert config.schedules is not None and config.feedback is not None and config.selection is not None
+    parts: dict[str, type] = {}
+    named = [("schedules", s) for s in dict.fromkeys(config.schedules)]
+    for kind, name in named + [("feedback_rules", config.feedback), ("selection_policies", config.selection)]:
+        cls = registry.get(kind, name)
+        if name in parts and parts[name] is not cls:
+            raise UserError(f"two parts of this run are both named '{name}': parameters could not tell them apart")
+        parts[name] = cls
+    return parts
+
+
+def _describe_parts(parts: Mapping[str, type]) -> str:
+    return "; ".join(f"{name}: {', '.join(cls.params) or '-'}" for name, cls in parts.items())
+
+
+def _resolve_params(preset: Preset, parts: Mapping[str, type], given: Mapping[str, Any]) -> dict[str, Any]:
+    values: dict[str, dict[str, Any]] = {name: {k: p.default for k, p in cls.params.items()}
+                                         for name, cls in parts.items()}
+    where = f"preset '{preset.name}'"
+
+    def set_flat(name: str, value: Any, source: str) -> None:
+        takers = [part for part, cls in parts.items() if name in cls.params]
+        if not takers:
+            raise UserError(f"{where} has no part that takes parameter '{name}' ({source}); its parts take: "
+                            f"{_describe_parts(parts)}")
+        for part in takers:
+            values[part][name] = value
+
+    def set_part(part: str, name: str, value: Any, source: str) -> None:
+        if part not in parts:
+            raise UserError(f"{where} has no part '{part}' ({source}); its parts: {', '.join(parts)}")
+        if name not in parts[part].params:
+            raise UserError(f"part '{part}' has no parameter '{name}' ({source}); it takes: "
+                            f"{', '.join(parts[part].params) or 'none'}")
+        values[part][name] = value
+
+    for key, value in preset.defaults.items():
+        if key.startswith("task_options."):
+            continue
+        part, _, name = key.rpartition(".")
+        set_part(part, name, value, "preset default") if part else set_flat(name, value, "preset default")
+    tables = {k: v for k, v in given.items() if isinstance(v, dict)}
+    for name, value in given.items():
+        if name not in tables:
+            set_flat(name, value, "given")
+    for name, value in tables.pop(ANY_PART, {}).items():
+        for part, cls in parts.items():
+            if name in cls.params:
+                values[part][name] = value
+    for part, table in tables.items():
+        for name, value in table.items():
+            set_part(part, name, value, "given")
+    return {part: {name: parts[part].params[name].check(value, f"parameter '{part}.{name}'")
+                   for name, value in table.items()}
+            for part, table in values.items() if table}
+
+
+def _resolve_task_options(preset: Preset, task: str, declared: Mapping[str, Param],
+                          given: Mapping[str, Any]) -> dict[str, Any]:
+    values = {k: p.default for k, p in declared.items()}
+    preset_values = {k.partition(".")[2]: v for k, v in preset.defaults.items() if k.startswith("task_options.")}
+    for name, value in {**preset_values, **given}.items():
+        if name not in declared:
+            raise UserError(f"task '{task}' has no option '{name}' (its options: {', '.join(declared) or 'none'})")
+        values[name] = value
+    return {name: declared[name].check(value, f"task option '{name}'") for name, value in values.items()}
 
 
 def _validate(c: RunConfig) -> None:
     assert c.members is not None and c.tau.min is not None and c.tau.max is not None
-    assert c.tau.initial is not None
-    positive = {"members": c.members, "epochs": c.epochs, "data.batch_size": c.data.batch_size}
-    for name, value in positive.items():
-        if value <= 0:
-            raise UserError(f"{name} must be a positive integer, got {value}")
-    for name, value in {"data.val_size": c.data.val_size, "data.train_size": c.data.train_size,
-                        "data.test_size": c.data.test_size}.items():
-        if value < 0:
-            raise UserError(f"{name} must be >= 0, got {value}")
-    for name, value in {"tau.min": c.tau.min, "tau.max": c.tau.max, "tau.initial": c.tau.initial,
-                        "learning_rate": c.learning_rate}.items():
+    assert c.tau.initial is not None and c.schedules is not None
+    if c.epochs <= 0:
+        raise UserError(f"epochs must be a positive integer, got {c.epochs}")
+    if not 0 <= c.seed <= MAX_SEED:
+        raise UserError(f"seed must be between 0 and {MAX_SEED}, got {c.seed}")
+    for name, value in {"tau.min": c.tau.min, "tau.max": c.tau.max, "tau.initial": c.tau.initial}.items():
         if not math.isfinite(value) or value <= 0:
             raise UserError(f"{name} must be a positive number, got {value}")
     if c.tau.min >= c.tau.max:
@@ -240,10 +360,7 @@ def _validate(c: RunConfig) -> None:
         raise UserError(f"performance.backend must be one of {', '.join(BACKENDS)}, got '{perf.backend}'")
     if perf.precision not in PRECISIONS:
         raise UserError(f"performance.precision must be one of {', '.join(PRECISIONS)}, got '{perf.precision}'")
-    if perf.threads < 0:
-        raise UserError(f"performance.threads must be >= 0, got {perf.threads}")
-    if c.schedules is not None and len(c.schedules) != c.members:
+    if not 0 <= perf.threads <= MAX_THREADS:
+        raise UserError(f"performance.threads must be between 0 and {MAX_THREADS}, got {perf.threads}")
+    if len(c.schedules) != c.members:
         raise UserError(f"schedules lists {len(c.schedules)} names for {c.members} members")
-    for key, value in c.params.items():
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and not math.isfinite(value):
-            raise UserError(f"parameter '{key}' must be finite, got {value}")

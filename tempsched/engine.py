@@ -10,15 +10,19 @@ schedule and feedback state.
 from __future__ import annotations
 
 import copy
+import math
+import numbers
 import time
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 from torch import nn
 
-from tempsched.steppers import LoopStepper, Stepper
+from tempsched.errors import PartError, UserError, describe_exception
 from tempsched.parts import EpochContext, FeedbackRule, Schedule, SelectionPolicy, StepContext
+from tempsched.records import EpochRecord
+from tempsched.steppers import LoopStepper, Stepper
 from tempsched.task import Task
 
 
@@ -37,16 +41,41 @@ class Member:
     steps: int = 0
 
 
-@dataclass(frozen=True)
-class EpochResult:
-    """What one epoch did: a row per member and where the time went."""
+def _call(part: Any, method: str, *args: Any) -> Any:
+    """Call a part's method; its own failure becomes a PartError naming the part (the run adds the plugin)."""
+    try:
+        return getattr(part, method)(*args)
+    except UserError:
+        raise
+    except Exception as exc:
+        raise PartError(part, method, describe_exception(exc)) from exc
 
-    epoch: int
-    best: int  # 0-based
-    rows: list[dict[str, Any]]
-    train_seconds: float
-    eval_seconds: float
-    engine_seconds: float
+
+def _finite(part: Any, method: str, value: Any) -> float:
+    """A part's temperature or temperature change, refused unless it is a finite real number."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise PartError(part, method, f"returned {value!r}, not a finite number")
+    return float(value)
+
+
+class _Timer:
+    """Where an epoch's time goes: members' steps, selection passes, and the engine's own work."""
+
+    def __init__(self) -> None:
+        self.start = time.perf_counter()
+        self.spent = {"train": 0.0, "eval": 0.0}
+
+    def time(self, what: str, call: Callable[[], Any]) -> Any:
+        t0 = time.perf_counter()
+        try:
+            return call()
+        finally:
+            self.spent[what] += time.perf_counter() - t0
+
+    def seconds(self) -> dict[str, float]:
+        total = time.perf_counter() - self.start
+        return {"train_seconds": self.spent["train"], "eval_seconds": self.spent["eval"],
+                "engine_seconds": total - self.spent["train"] - self.spent["eval"]}
 
 
 def clamp(tau: float, tau_min: float, tau_max: float) -> float:
@@ -86,74 +115,102 @@ def copy_member_state(src: Member, dst: Member) -> None:
                     dst_state[key] = copy.deepcopy(value)
 
 
+@dataclass(frozen=True)
+class TauBounds:
+    """The run's temperature settings that every schedule step and feedback result is clamped into."""
+
+    initial: float
+    min: float
+    max: float
+
+
+BatchCallback = Callable[[int], None]
+
+
 class Population:
     """n members trained side by side; ``run_epoch`` is one pass of Algorithm 1."""
 
     def __init__(self, task: Task, members: Sequence[Member], feedback: FeedbackRule, selection: SelectionPolicy,
-                 tau_min: float, tau_max: float, select_on: str = "val", stepper: Stepper | None = None) -> None:
+                 tau: TauBounds, epochs: int, select_on: str = "val", stepper: Stepper | None = None,
+                 on_batch: BatchCallback | None = None) -> None:
         self.task = task
         self.stepper = stepper or LoopStepper(task)
         self.members = list(members)
         self.feedback = feedback
         self.selection = selection
-        self.tau_min = tau_min
-        self.tau_max = tau_max
+        self.tau = tau
+        self.epochs = epochs  # planned total; the contexts tell the parts
         self.select_on = select_on
+        self.on_batch = on_batch
         self.epoch = 0  # epochs completed
 
-    def run_epoch(self) -> EpochResult:
-        """Train, evaluate, select, adjust temperatures and share the best member's state."""
-        epoch = self.epoch
-        members = self.members
-        tau_used = [m.tau for m in members]
-        sums = [0.0] * len(members)
+    def run_epoch(self) -> EpochRecord:
+        """Algorithm 1, one epoch: train, measure, select, adjust temperatures, share the best state."""
+        timer = _Timer()
+        tau_used = [m.tau for m in self.members]
+        train_losses = self._train(timer)
+        losses = timer.time("eval", lambda: self._selection_losses(train_losses))
+        best = self._select(losses)
+        rows = [self._adjust(k, m, tau_used[k], train_losses[k], losses, best) for k, m in enumerate(self.members)]
+        self._share(best)
+        self.epoch += 1
+        return EpochRecord(epoch=self.epoch - 1, epochs=self.epochs, best=best, rows=rows, **timer.seconds())
+
+    def _train(self, timer: _Timer) -> list[float]:
+        """Every member takes a step on each of the epoch's batches (the same batches for all)."""
+        sums = [0.0] * len(self.members)
         batches = 0
-        train_seconds = 0.0  # the members' own steps; batch preparation and schedules count as engine time
-        t0 = time.perf_counter()
-        for batch in self.task.batches(epoch):
+        for batch in self.task.batches(self.epoch):  # preparing a batch counts as engine time
+            step_losses = timer.time("train", lambda: self.stepper(self.members, batch))
             batches += 1
-            t_step = time.perf_counter()
-            step_losses = self.stepper(members, batch)
-            train_seconds += time.perf_counter() - t_step
-            for k, m in enumerate(members):
+            for k, m in enumerate(self.members):
                 sums[k] += step_losses[k]
                 m.steps += 1
                 if m.schedule.per_step:
-                    ctx = StepContext(member=m.index, epoch=epoch, step=m.steps)
-                    m.tau = clamp(m.schedule.on_step(m.tau, ctx), self.tau_min, self.tau_max)
-        t1 = time.perf_counter()
-        train_losses = [s / max(batches, 1) for s in sums]
-        if self.select_on == "train":
-            losses = train_losses
-        else:
-            losses = [self.task.evaluate(m.model, m.tau) for m in members]
-        t2 = time.perf_counter()
+                    ctx = StepContext(m.index, self.epoch, m.steps, self.epochs, *self._tau_settings())
+                    m.tau = self._clamped(m.schedule, "on_step", _call(m.schedule, "on_step", m.tau, ctx))
+            if self.on_batch is not None:
+                self.on_batch(batches)
+        return [s / max(batches, 1) for s in sums]
 
-        best = self.selection.choose(losses)
-        best_loss = losses[best]
-        rows: list[dict[str, Any]] = []
-        for k, m in enumerate(members):
-            # The best member sees no gap, so a patience rule resets its counter (Algorithm 3 line 10).
-            delta = self.feedback.delta(m.feedback_state, losses[k], best_loss)
-            tau_end = m.tau
-            ctx = EpochContext(member=m.index, epoch=epoch)
-            tau_strategy = clamp(m.schedule.on_epoch(tau_end, ctx), self.tau_min, self.tau_max)
-            m.tau = clamp(tau_strategy + delta, self.tau_min, self.tau_max)
-            rows.append({
-                "epoch": epoch, "member": m.index, "strategy": m.strategy,
-                "tau": tau_used[k], "tau_end": tau_end,
-                "train_loss": train_losses[k], "loss": losses[k], "best": k == best,
-                **m.feedback_state,
-                "delta_tau": delta, "tau_strategy": tau_strategy, "tau_next": m.tau,
-                "steps": m.steps,
-            })
-        for k, m in enumerate(members):
+    def _selection_losses(self, train_losses: list[float]) -> list[float]:
+        if self.select_on == "train":
+            return train_losses
+        return [self.task.evaluate(m.model, m.tau) for m in self.members]
+
+    def _select(self, losses: list[float]) -> int:
+        best = _call(self.selection, "choose", losses)
+        if not isinstance(best, numbers.Integral) or isinstance(best, bool) or not 0 <= best < len(losses):
+            raise PartError(self.selection, "choose", f"returned {best!r}, not a member index 0..{len(losses) - 1}")
+        return int(best)
+
+    def _adjust(self, k: int, m: Member, tau_used: float, train_loss: float, losses: list[float],
+                best: int) -> dict[str, Any]:
+        """Algorithm 3's feedback and Algorithm 2's strategy step for member ``k``; returns its metrics row."""
+        # The best member sees no gap, so a patience rule resets its counter (Algorithm 3 line 10).
+        gap = _call(self.feedback, "delta", m.feedback_state, losses[k], losses[best])
+        delta = _finite(self.feedback, "delta", gap)
+        tau_end = m.tau
+        ctx = EpochContext(m.index, self.epoch, self.epochs, *self._tau_settings())
+        tau_strategy = self._clamped(m.schedule, "on_epoch", _call(m.schedule, "on_epoch", tau_end, ctx))
+        m.tau = clamp(tau_strategy + delta, self.tau.min, self.tau.max)
+        return {
+            "epoch": self.epoch, "member": m.index, "strategy": m.strategy, "tau": tau_used, "tau_end": tau_end,
+            "train_loss": train_loss, "loss": losses[k], "best": k == best, **m.feedback_state,
+            "delta_tau": delta, "tau_strategy": tau_strategy, "tau_next": m.tau, "steps": m.steps,
+        }
+
+    def _share(self, best: int) -> None:
+        """Every member takes the best member's weights and optimizer state, keeping its own tau."""
+        for k, m in enumerate(self.members):
             if k != best:
-                copy_member_state(members[best], m)
-        self.epoch += 1
-        t3 = time.perf_counter()
-        return EpochResult(epoch=epoch, best=best, rows=rows, train_seconds=train_seconds, eval_seconds=t2 - t1,
-                           engine_seconds=t3 - t2 + (t1 - t0 - train_seconds))
+                copy_member_state(self.members[best], m)
+
+    def _tau_settings(self) -> tuple[float, float, float]:
+        return self.tau.initial, self.tau.min, self.tau.max
+
+    def _clamped(self, part: Any, method: str, tau: Any) -> float:
+        return clamp(_finite(part, method, tau), self.tau.min, self.tau.max)
 
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue bit-exactly: weights, optimizers, generators, temperatures.

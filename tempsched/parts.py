@@ -1,42 +1,113 @@
 """The small objects a plugin provides: schedules, feedback rules, selection policies and presets.
 
-Each is a plain class with one or two methods (the way Optuna shapes samplers and pruners), so that a
-new temperature schedule is a few lines. The engine composes them; none of them sees a model.
+Each part is a plain class with one or two methods (the way Optuna shapes samplers and pruners) that
+declares its own parameters in ``params``: a default, a help text, bounds and, where ``tempsched tune``
+should search it, a range. The engine builds a part with ``Part(**values)``, after checking every value
+against its declaration, so a part's constructor only sees well-typed values inside their bounds. A
+preset picks parts and may override their defaults; it never re-declares their parameters.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, MutableMapping, Sequence
+from typing import Any, Callable, ClassVar, Mapping, MutableMapping, Sequence
+
+from tempsched.errors import UserError
+
+Value = float | int | bool | str | list[Any]
+
+
+@dataclass(frozen=True)
+class Range:
+    """Where ``tempsched tune`` samples a parameter: ``[low, high]``, log-uniformly with ``log``."""
+
+    low: float | int
+    high: float | int
+    log: bool = False
+
+
+@dataclass(frozen=True)
+class Param:
+    """One parameter of a part: its default (whose type is the parameter's type), meaning and limits.
+
+    ``low``/``high`` are the smallest and largest values the part accepts (inclusive); ``choices`` the
+    only values it accepts; ``tune`` the range ``tempsched tune`` searches (None: not tuned);
+    ``source`` where the default comes from (a paper, a code base), shown in the docs.
+    """
+
+    default: Value
+    help: str
+    source: str = ""
+    low: float | int | None = None
+    high: float | int | None = None
+    choices: tuple[Any, ...] = ()
+    tune: Range | None = None
+
+    def check(self, value: Any, where: str) -> Value:
+        """``value`` as this parameter's type, or a one-line UserError naming ``where`` (part and key)."""
+        kind = type(self.default)
+        ok = (isinstance(value, (int, float)) and not isinstance(value, bool) if kind is float
+              else isinstance(value, int) and not isinstance(value, bool) if kind is int
+              else isinstance(value, kind))
+        if not ok:
+            raise UserError(f"{where} must be {kind.__name__}, got {value!r}")
+        if kind is float:
+            value = float(value)
+            if not math.isfinite(value):
+                raise UserError(f"{where} must be finite, got {value}")
+        if self.low is not None and value < self.low:
+            raise UserError(f"{where} must be >= {self.low}, got {value}")
+        if self.high is not None and value > self.high:
+            raise UserError(f"{where} must be <= {self.high}, got {value}")
+        if self.choices and value not in self.choices:
+            raise UserError(f"{where} must be one of {', '.join(map(str, self.choices))}, got {value!r}")
+        return value
+
+
+class Part:
+    """What every schedule, feedback rule, selection policy, task and evaluation shares: a name and its
+    declared parameters. ``register(PartClass)`` adds one; the engine builds it as ``PartClass(**values)``."""
+
+    name: ClassVar[str] = "part"
+    params: ClassVar[Mapping[str, Param]] = {}
 
 
 @dataclass(frozen=True)
 class StepContext:
-    """Where a member stands after one training step."""
+    """Where a member stands after one training step, and the run's temperature settings."""
 
     member: int  # 1-based, as in the paper's algorithms
     epoch: int  # 0-based epoch being trained
     step: int  # training steps this member has taken in the whole run, counting this one
+    epochs: int  # the run's planned total epochs (a resume with more epochs raises it from then on)
+    tau_initial: float
+    tau_min: float
+    tau_max: float
 
 
 @dataclass(frozen=True)
 class EpochContext:
-    """Where a member stands at the end of an epoch."""
+    """Where a member stands at the end of an epoch, and the run's temperature settings."""
 
-    member: int  # 1-based
+    member: int  # 1-based, as in the paper's algorithms
     epoch: int  # 0-based epoch that just finished
+    epochs: int  # the run's planned total epochs (a resume with more epochs raises it from then on)
+    tau_initial: float
+    tau_min: float
+    tau_max: float
 
 
-class Schedule:
+class Schedule(Part):
     """How one member's temperature moves on its own (Algorithm 2 of the paper is five of these).
 
     Override ``on_epoch`` for a per-epoch rule and ``on_step`` (with ``per_step = True``) for a
-    per-step one; the engine clamps whatever they return into [tau_min, tau_max]. Schedules must be
-    pure functions of their arguments and constructor parameters, so that a resumed run is exact.
+    per-step one; the engine clamps whatever they return into [tau_min, tau_max]. Every member gets
+    its own instance. Schedules must be pure functions of their arguments and parameters, so that a
+    resumed run is exact.
     """
 
-    name: str = "schedule"
-    per_step: bool = False
+    per_step: ClassVar[bool] = False
 
     def on_step(self, tau: float, ctx: StepContext) -> float:
         """Temperature for the next training step; called only when ``per_step`` is true."""
@@ -47,24 +118,20 @@ class Schedule:
         return tau
 
 
-class FeedbackRule:
+class FeedbackRule(Part):
     """Turns a member's loss and the best loss into a temperature change (Algorithm 3 is one).
 
     ``state`` is the member's own JSON-serialisable dict (a patience counter, say); the rule may
     change it in place. It is saved with the population, so a resumed run continues exactly.
     """
 
-    name: str = "feedback"
-
     def delta(self, state: MutableMapping[str, Any], loss: float, best_loss: float) -> float:
         """Temperature change to add after the member's schedule step."""
         raise NotImplementedError
 
 
-class SelectionPolicy:
+class SelectionPolicy(Part):
     """Names the member whose weights and optimizer state every other member takes."""
-
-    name: str = "selection"
 
     def choose(self, losses: Sequence[float]) -> int:
         """Index (0-based) of the chosen member."""
@@ -72,20 +139,13 @@ class SelectionPolicy:
 
 
 @dataclass(frozen=True)
-class Param:
-    """A preset parameter: its default, what it means and where the default comes from."""
-
-    default: float | int | bool | str
-    help: str
-    source: str = ""
-
-
-@dataclass(frozen=True)
 class Preset:
-    """A complete recipe, picked with ``--plugin NAME``.
+    """A complete recipe, picked with ``--plugin NAME``: which parts, how many members, tau settings.
 
-    ``assign(n)`` gives the schedule name of each of the ``n`` members. ``params`` declares every
-    parameter the preset's schedules and rules read; a user value for any other name is an error.
+    ``assign(n)`` gives the schedule name of each of the ``n`` members. ``defaults`` overrides the
+    defaults the parts declare (``NAME`` for every part of the preset that takes it, ``PART.NAME``
+    for one part; ``task_options.NAME`` for the task). ``tune`` adds or changes search ranges by
+    dotted configuration key (``tau.min``, ``params.patience.patience``).
     """
 
     name: str
@@ -98,4 +158,5 @@ class Preset:
     tau_initial: float
     tau_min: float
     tau_max: float
-    params: Mapping[str, Param] = field(default_factory=dict)
+    defaults: Mapping[str, Value] = field(default_factory=dict)
+    tune: Mapping[str, Range] = field(default_factory=dict)

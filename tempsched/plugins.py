@@ -16,8 +16,8 @@ from typing import Any, Callable
 import pluggy
 
 from tempsched import hookspecs
-from tempsched.errors import UserError
-from tempsched.parts import Preset
+from tempsched.errors import UserError, describe_exception
+from tempsched.parts import FeedbackRule, Preset, Schedule, SelectionPolicy
 from tempsched.space import SearchSpace
 
 ENTRY_POINT_GROUP = "tempsched"
@@ -30,17 +30,39 @@ DEFAULT_PLUGINS: dict[str, str] = {
     "standard-annealing": "tempsched_plugins.standard_annealing",
 }
 
-KINDS = ("schedules", "feedback_rules", "selection_policies", "tasks", "presets")
+
+@dataclass(frozen=True)
+class Kind:
+    """One kind of registered thing: its hook, its label in messages and what a registered item must be."""
+
+    attr: str  # Registry attribute and the suffix of the hook name
+    label: str  # singular, for messages
+    check: Callable[[Any], bool]
+    expected: str
+
+
+def _subclass(base: type) -> Callable[[Any], bool]:
+    return lambda item: isinstance(item, type) and issubclass(item, base)
+
+
+KINDS: tuple[Kind, ...] = (
+    Kind("schedules", "schedule", _subclass(Schedule), "a tempsched.Schedule subclass"),
+    Kind("feedback_rules", "feedback rule", _subclass(FeedbackRule), "a tempsched.FeedbackRule subclass"),
+    Kind("selection_policies", "selection policy", _subclass(SelectionPolicy), "a tempsched.SelectionPolicy subclass"),
+    Kind("tasks", "task", lambda item: isinstance(item, type) and hasattr(item, "params"),
+         "a task class with name and params"),
+    Kind("presets", "preset", lambda item: isinstance(item, Preset), "a tempsched.Preset"),
+)
 
 
 @dataclass
 class Registry:
     """Everything the loaded plugins registered, by kind and name, with who registered it."""
 
-    schedules: dict[str, Callable[..., Any]] = field(default_factory=dict)
-    feedback_rules: dict[str, Callable[..., Any]] = field(default_factory=dict)
-    selection_policies: dict[str, Callable[..., Any]] = field(default_factory=dict)
-    tasks: dict[str, Callable[..., Any]] = field(default_factory=dict)
+    schedules: dict[str, type] = field(default_factory=dict)
+    feedback_rules: dict[str, type] = field(default_factory=dict)
+    selection_policies: dict[str, type] = field(default_factory=dict)
+    tasks: dict[str, type] = field(default_factory=dict)
     presets: dict[str, Preset] = field(default_factory=dict)
     owners: dict[tuple[str, str], str] = field(default_factory=dict)
 
@@ -49,9 +71,16 @@ class Registry:
         table: dict[str, Any] = getattr(self, kind)
         if name not in table:
             known = ", ".join(sorted(table)) or "none"
-            label = kind.replace("_", " ").rstrip("s")
+            label = next(k.label for k in KINDS if k.attr == kind)
             raise UserError(f"unknown {label} '{name}' (known: {known})")
         return table[name]
+
+    def owner_of(self, item: Any) -> str:
+        """The plugin that registered ``item`` (a part class or a preset), or '?'."""
+        for (kind, name), owner in self.owners.items():
+            if getattr(self, kind).get(name) is item:
+                return owner
+        return "?"
 
 
 class PluginManager:
@@ -64,29 +93,39 @@ class PluginManager:
             self.pm.register(importlib.import_module(module_name), name=name)
         if load_entry_points:
             self._load_entry_points()
+        self._check_pending()
         self._registry: Registry | None = None
 
     def _load_entry_points(self) -> None:
-        wanted = os.environ.get(ENV_PLUGINS)
-        if wanted is None:
-            try:
-                self.pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
-            except Exception as exc:  # a broken third-party package must not hide which one it is
-                raise UserError(f"a plugin failed to load: {type(exc).__name__}: {exc}") from exc
-            return
         from importlib.metadata import entry_points
 
-        names = {n.strip() for n in wanted.split(",") if n.strip()}
+        wanted = os.environ.get(ENV_PLUGINS)
+        names = None if wanted is None else {n.strip() for n in wanted.split(",") if n.strip()}
         for ep in entry_points(group=ENTRY_POINT_GROUP):
-            if ep.name in names and self.pm.get_plugin(ep.name) is None:
-                try:
-                    self.pm.register(ep.load(), name=ep.name)
-                except Exception as exc:
-                    raise UserError(f"plugin '{ep.name}' failed to load: {exc}") from exc
+            if (names is not None and ep.name not in names) or self.pm.get_plugin(ep.name) is not None:
+                continue
+            try:
+                self.pm.register(ep.load(), name=ep.name)
+            except Exception as exc:  # a broken third-party package must not hide which one it is
+                raise UserError(f"plugin '{ep.name}' failed to load: {describe_exception(exc)}") from None
+
+    def _check_pending(self) -> None:
+        """Refuse a ``@hookimpl`` whose name matches no hook (a misspelling would else be silence)."""
+        try:
+            self.pm.check_pending()
+        except pluggy.PluginValidationError as exc:
+            name = self.pm.get_name(exc.plugin) or repr(exc.plugin)
+            hooks = sorted(n for n in vars(hookspecs) if n.startswith("tempsched_"))
+            unknown = [n for n in dir(exc.plugin) if n not in hooks
+                       and getattr(getattr(exc.plugin, n, None), f"{hookspecs.PROJECT}_impl", None) is not None]
+            self.pm.unregister(exc.plugin)
+            raise UserError(f"plugin '{name}' implements unknown hook(s) {', '.join(unknown)} "
+                            f"(tempsched's hooks: {', '.join(hooks)})") from None
 
     def register(self, plugin: object, name: str | None = None) -> None:
-        """Register one more plugin object or module (tests and the CLI's reporters use this)."""
+        """Register one more plugin object or module (tests and the CLI's live view use this)."""
         self.pm.register(plugin, name=name)
+        self._check_pending()
         self._registry = None
 
     def unregister(self, plugin: object) -> None:
@@ -94,10 +133,19 @@ class PluginManager:
         self.pm.unregister(plugin)
         self._registry = None
 
-    @property
-    def hook(self) -> Any:
-        """The lifecycle hooks to call: ``hook.tempsched_epoch_end(report=...)`` and friends."""
-        return self.pm.hook
+    def notify(self, hook: str, **kwargs: Any) -> None:
+        """Call lifecycle hook ``hook`` on every plugin; a plugin that raises is named in a UserError."""
+        for impl in getattr(self.pm.hook, hook).get_hookimpls():
+            try:
+                impl.function(**kwargs)
+            except UserError:
+                raise
+            except Exception as exc:
+                raise UserError(f"plugin '{impl.plugin_name}' failed in {hook}: {describe_exception(exc)}") from None
+
+    def has_listeners(self, hook: str) -> bool:
+        """Whether any plugin implements ``hook`` (the engine skips per-batch records nobody reads)."""
+        return bool(getattr(self.pm.hook, hook).get_hookimpls())
 
     @property
     def registry(self) -> Registry:
@@ -106,11 +154,16 @@ class PluginManager:
             self._registry = self._build_registry()
         return self._registry
 
-    def search_space(self, preset: Preset) -> SearchSpace:
-        """The space ``tempsched tune`` samples for ``preset``, built by every plugin in registration order."""
-        space = SearchSpace()
+    def search_space(self, preset: Preset, space: SearchSpace) -> SearchSpace:
+        """Let every plugin change ``space`` (built from the preset's parts), in registration order."""
         for impl in self.pm.hook.tempsched_search_space.get_hookimpls():
-            impl.function(preset=preset, space=space)
+            try:
+                impl.function(preset=preset, space=space)
+            except UserError:
+                raise
+            except Exception as exc:
+                raise UserError(f"plugin '{impl.plugin_name}' failed in tempsched_search_space: "
+                                f"{describe_exception(exc)}") from None
         return space
 
     def plugin_names(self) -> list[str]:
@@ -120,40 +173,36 @@ class PluginManager:
     def _build_registry(self) -> Registry:
         registry = Registry()
         for kind in KINDS:
-            caller = getattr(self.pm.hook, f"register_{kind}")
+            hook = f"tempsched_register_{kind.attr}"
             # get_hookimpls() lists plugins in registration order (shipped ones first), so
             # "already registered by" names the plugin that came first.
-            for impl in caller.get_hookimpls():
-                self._call_register(registry, kind, impl.plugin_name, impl.function)
+            for impl in getattr(self.pm.hook, hook).get_hookimpls():
+                self._call_register(registry, kind, hook, impl.plugin_name, impl.function)
         return registry
 
     @staticmethod
-    def _call_register(registry: Registry, kind: str, plugin_name: str, impl: Callable[..., None]) -> None:
-        table: dict[str, Any] = getattr(registry, kind)
+    def _call_register(registry: Registry, kind: Kind, hook: str, plugin_name: str,
+                       impl: Callable[..., None]) -> None:
+        table: dict[str, Any] = getattr(registry, kind.attr)
 
-        def register(name_or_preset: Any, factory: Any = None) -> None:
-            if kind == "presets":
-                if not isinstance(name_or_preset, Preset):
-                    raise UserError(f"plugin '{plugin_name}' registered a preset that is not a Preset")
-                name, item = name_or_preset.name, name_or_preset
-            else:
-                if not isinstance(name_or_preset, str) or not callable(factory):
-                    raise UserError(f"plugin '{plugin_name}' called register() for {kind} without a name and factory")
-                name, item = name_or_preset, factory
+        def register(item: Any) -> None:
+            name = getattr(item, "name", None)
+            if not kind.check(item) or not isinstance(name, str) or not name:
+                raise UserError(f"plugin '{plugin_name}' registered {item!r} in {hook}: expected {kind.expected} "
+                                f"with a name")
             if name in table:
-                other = registry.owners[(kind, name)]
-                raise UserError(
-                    f"plugin '{plugin_name}' registers {kind.rstrip('s')} '{name}', already registered by '{other}'"
-                )
+                other = registry.owners[(kind.attr, name)]
+                raise UserError(f"plugin '{plugin_name}' registers {kind.label} '{name}', already registered by "
+                                f"'{other}'")
             table[name] = item
-            registry.owners[(kind, name)] = plugin_name
+            registry.owners[(kind.attr, name)] = plugin_name
 
         try:
             impl(register=register)
         except UserError:
             raise
         except Exception as exc:
-            raise UserError(f"plugin '{plugin_name}' failed in register_{kind}: {type(exc).__name__}: {exc}") from exc
+            raise UserError(f"plugin '{plugin_name}' failed in {hook}: {describe_exception(exc)}") from None
 
     def describe(self) -> list[tuple[str, dict[str, list[str]]]]:
         """For ``tempsched plugins``: each plugin with what it registered, by kind."""
@@ -166,4 +215,3 @@ class PluginManager:
                     what.setdefault(kind, []).append(name)
             rows.append((plugin_name, what))
         return rows
-

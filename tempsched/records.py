@@ -19,20 +19,40 @@ class RunInfo:
     data: str  # which data the run uses, in words
     strategies: list[str]
     config: dict[str, Any]
+    batches_per_epoch: int
 
 
 @dataclass(frozen=True)
-class EpochReport:
-    """Given to ``tempsched_epoch_end``: the epoch's metric rows (one per member) and timings."""
+class BatchProgress:
+    """Given to ``tempsched_batch_end``: how far the current epoch is."""
 
     epoch: int  # 0-based
     epochs: int
+    batch: int  # batches done in this epoch, counting this one
+    batches: int  # batches in one epoch
+    examples_per_epoch: int  # examples each member sees in one epoch
+
+
+@dataclass(frozen=True)
+class EpochRecord:
+    """One epoch: a row per member (the rows of ``metrics.jsonl``), the best member and the timings.
+
+    The engine makes it; the run adds ``save_seconds`` once the files are written and hands the same
+    record to ``tempsched_epoch_end``.
+    """
+
+    epoch: int  # 0-based
+    epochs: int  # planned total
     best: int  # 0-based index of the chosen member
     rows: list[dict[str, Any]]
     train_seconds: float  # members' training passes
     eval_seconds: float  # members' selection-loss passes
     engine_seconds: float  # batch preparation, selection, feedback, schedule steps, weight and optimizer copies
-    save_seconds: float  # metrics, checkpoint and best-model writes
+    save_seconds: float = 0.0  # metrics, checkpoint and best-model writes
+
+    @property
+    def best_row(self) -> dict[str, Any]:
+        return self.rows[self.best]
 
 
 @dataclass(frozen=True)

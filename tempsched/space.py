@@ -1,6 +1,8 @@
 """The search space of ``tempsched tune``: which knobs a study samples, their ranges, and their constraints.
 
-Plugins build it through the ``tempsched_search_space`` hook; the user then fixes a parameter
+It starts from the run's parts: every parameter a part declares with a ``tune`` range, plus the
+preset's own ``tune`` entries (the tau bounds, say). Plugins may change it through the
+``tempsched_search_space`` hook; the user then fixes a parameter
 (``--fix patience=5``) or moves a range (``--range feedback_lr=1e-5:1``, or a TOML file). Every
 distribution is fixed for the whole study (no range depends on another sampled value), which is what
 CMA-ES, GP and multivariate TPE need; order constraints such as ``tau_min < tau_max`` are therefore
@@ -14,7 +16,9 @@ import math
 from dataclasses import dataclass
 from typing import Any, Mapping
 
+from tempsched.config import RunConfig, PartRegistry, preset_parts
 from tempsched.errors import UserError
+from tempsched.parts import Preset
 
 Number = float | int
 
@@ -49,6 +53,41 @@ class SearchSpace:
     def __init__(self) -> None:
         self.dims: dict[str, Dim] = {}
         self.below: list[tuple[str, str]] = []
+
+    @classmethod
+    def for_run(cls, config: RunConfig, registry: PartRegistry) -> SearchSpace:
+        """The space the parts of ``config`` (resolved) and its preset declare.
+
+        A parameter declared by one part is named NAME and targets ``params.PART.NAME``; one declared by
+        several parts of the preset is one dimension for all of them (``params.NAME``). Preset entries
+        are named by their key with dots as underscores (``tau.min`` -> ``tau_min``) and replace a part's
+        range for the same key.
+        """
+        space = cls()
+        parts = preset_parts(config, registry)
+        declared: dict[str, list[str]] = {}
+        for part, part_cls in parts.items():
+            for name, param in part_cls.params.items():
+                if param.tune is not None:
+                    declared.setdefault(name, []).append(part)
+        for name, owners in declared.items():
+            param = parts[owners[0]].params[name]
+            assert param.tune is not None
+            target = f"params.{owners[0]}.{name}" if len(owners) == 1 else f"params.{name}"
+            space.add(Dim(name, target, param.tune.low, param.tune.high, log=param.tune.log,
+                          integer=isinstance(param.default, int) and not isinstance(param.default, bool),
+                          help=param.help, minimum=param.low))
+        preset: Preset = registry.get("presets", config.plugin)
+        for key, rng in preset.tune.items():
+            same = [d.name for d in space.dims.values() if key in (d.target, f"params.{d.name}")]
+            if same:
+                space.replace(same[0], low=rng.low, high=rng.high, log=rng.log)
+            else:
+                space.add(Dim(key.replace(".", "_"), key, rng.low, rng.high, log=rng.log,
+                              integer=isinstance(rng.low, int) and isinstance(rng.high, int)))
+        if "tau_min" in space.dims and "tau_max" in space.dims:
+            space.require_below("tau_min", "tau_max")
+        return space
 
     def add(self, dim: Dim) -> None:
         """Add a parameter; a plugin that wants to change one another plugin added uses ``replace``."""
@@ -125,16 +164,9 @@ class SearchSpace:
                 values[d.name] = trial.suggest_float(d.name, float(d.low), float(d.high), log=d.log)
         return values
 
-    def config_overrides(self, values: Mapping[str, Number]) -> dict[str, Any]:
-        """The nested run-configuration mapping that sets each parameter's target to its value."""
-        out: dict[str, Any] = {}
-        for name, value in values.items():
-            *parents, leaf = self.dims[self._known(name)].target.split(".")
-            node = out
-            for p in parents:
-                node = node.setdefault(p, {})
-            node[leaf] = value
-        return out
+    def targets(self, values: Mapping[str, Number]) -> dict[str, Number]:
+        """Each sampled value keyed by its dotted configuration key (for ``config.replace_keys``)."""
+        return {self.dims[self._known(name)].target: value for name, value in values.items()}
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready description (stored with the study, so a resumed study can check it is the same one)."""

@@ -8,16 +8,35 @@ the engine with a toy regression task to keep it honest.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Protocol
+from typing import Any, ClassVar, Iterable, Mapping, Protocol
 
 import torch
 from torch import nn
 
+from tempsched.parts import Param
+
+
+@dataclass(frozen=True)
+class TaskEnv:
+    """What a task gets from the run besides its own options: where to run, the seed and speed settings."""
+
+    device: str  # 'cpu', 'cuda' or 'auto'
+    seed: int
+    backend: str
+    precision: str  # 'fp32' or 'bf16'
+    channels_last: bool
+
 
 class Task(Protocol):
-    """What a population trains. Implementations must be deterministic given the generators passed."""
+    """What a population trains. Implementations must be deterministic given the generators passed.
 
+    A task class declares its options in ``params`` (like a part) and is built as ``cls(env, **options)``.
+    """
+
+    name: ClassVar[str]
+    params: ClassVar[Mapping[str, Param]]
     device: torch.device  # where the members' models and noise generators live
 
     def describe_data(self) -> str:
@@ -34,6 +53,10 @@ class Task(Protocol):
 
     def batches(self, epoch: int) -> Iterable[Any]:
         """The training batches of ``epoch``, in an order that depends only on the seed and epoch."""
+        ...
+
+    def batch_count(self) -> int:
+        """How many batches ``batches`` yields per epoch (for progress and ETA)."""
         ...
 
     def train_step(self, model: nn.Module, optimizer: torch.optim.Optimizer, batch: Any, tau: float,

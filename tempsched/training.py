@@ -6,6 +6,7 @@ the CLI and ``tempsched tune`` both call ``execute``.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from dataclasses import dataclass
@@ -15,31 +16,31 @@ from typing import Any, Callable
 import torch
 
 from tempsched import rundir as rd
-from tempsched.steppers import choose_stepper
-from tempsched.config import RunConfig, from_dict, load_toml, resolve
-from tempsched.engine import EpochResult, Member, Population
-from tempsched.errors import UserError
+from tempsched.config import RunConfig, layer, load_toml, resolve
+from tempsched.engine import Member, Population, TauBounds
+from tempsched.errors import PartError, UserError, describe_exception
 from tempsched.plugins import PluginManager
-from tempsched.records import EpochReport, RunInfo, RunSummary
-from tempsched.task import Task
+from tempsched.steppers import choose_stepper
+from tempsched.records import BatchProgress, EpochRecord, RunInfo, RunSummary
+from tempsched.task import Task, TaskEnv
 
-EpochCallback = Callable[[EpochReport], None]
+EpochCallback = Callable[[EpochRecord], None]
 
 
 def resolve_config(config: RunConfig, manager: PluginManager) -> RunConfig:
-    """The complete configuration for ``config.plugin`` (preset defaults filled, values checked)."""
-    preset = manager.registry.get("presets", config.plugin)
-    return resolve(config, preset)
+    """The complete configuration for ``config.plugin`` (preset and part defaults filled, values checked)."""
+    return resolve(config, manager.registry)
 
 
-def load_run_config(run_dir: Path, manager: PluginManager) -> RunConfig:
-    """The resolved configuration saved in a run directory (for ``--resume``)."""
+def load_run_config(run_dir: Path, manager: PluginManager, overrides: dict[str, Any] | None = None) -> RunConfig:
+    """The resolved configuration saved in a run directory (for ``--resume``), with ``overrides`` (dotted
+    keys that may change on resume, such as ``epochs``) applied."""
     path = Path(run_dir) / rd.CONFIG
     if not Path(run_dir).is_dir():
         raise UserError(f"run directory not found: {run_dir}")
     if not path.is_file():
         raise UserError(f"{run_dir} has no {rd.CONFIG}: not a tempsched run directory")
-    return resolve_config(from_dict(load_toml(path)), manager)
+    return layer(manager.registry, load_toml(path), overrides)
 
 
 @dataclass
@@ -54,30 +55,84 @@ def _seed(config: RunConfig, member: int, stream: int) -> int:
     return (config.seed * 1_000_003 + member * 7919 + stream) % (2**63)
 
 
+def build_part(manager: PluginManager, kind: str, name: str, values: dict[str, Any]) -> Any:
+    """Instantiate part ``name`` from its checked parameter values; a failure names the plugin."""
+    cls = manager.registry.get(kind, name)
+    try:
+        return cls(**values)
+    except UserError:
+        raise
+    except Exception as exc:
+        owner = manager.registry.owner_of(cls)
+        raise UserError(f"plugin '{owner}' failed building {kind.rstrip('s').replace('_', ' ')} '{name}': "
+                        f"{describe_exception(exc)}") from None
+
+
+def build_task(config: RunConfig, manager: PluginManager) -> Task:
+    """The run's task, built from its own options and the run's device, seed and speed settings."""
+    perf = config.performance
+    env = TaskEnv(device=config.device, seed=config.seed, backend=perf.backend, precision=perf.precision,
+                  channels_last=perf.channels_last)
+    cls = manager.registry.get("tasks", config.task)
+    try:
+        return cls(env, **config.task_options)
+    except UserError:
+        raise
+    except Exception as exc:
+        raise UserError(f"plugin '{manager.registry.owner_of(cls)}' failed building task '{config.task}': "
+                        f"{describe_exception(exc)}") from None
+
+
 def build(config: RunConfig, manager: PluginManager) -> Built:
     """Instantiate the task, every member (model, optimizer, generator, schedule) and the rules."""
-    registry = manager.registry
+    assert config.tau.initial is not None and config.tau.min is not None and config.tau.max is not None
+    assert config.schedules is not None and config.feedback is not None and config.selection is not None
     if config.performance.threads:
         torch.set_num_threads(config.performance.threads)
-    task: Task = registry.get("tasks", config.task)(config)
-    assert config.tau.initial is not None and config.tau.min is not None and config.tau.max is not None
-    params: dict[str, Any] = {**config.params, "tau_initial": config.tau.initial, "tau_min": config.tau.min,
-                              "tau_max": config.tau.max}
-    feedback = registry.get("feedback_rules", config.feedback)(params)
-    selection = registry.get("selection_policies", config.selection)(params)
+    task = build_task(config, manager)
+    feedback = build_part(manager, "feedback_rules", config.feedback, config.part_params(config.feedback))
+    selection = build_part(manager, "selection_policies", config.selection, config.part_params(config.selection))
     members = []
-    for i, strategy in enumerate(config.schedules or [], start=1):
-        schedule = registry.get("schedules", strategy)(i, params)
+    for i, strategy in enumerate(config.schedules, start=1):
+        schedule = build_part(manager, "schedules", strategy, config.part_params(strategy))
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(_seed(config, i, 0))
             model = task.build_model()
+        if i == 1:
+            check_memory(model, len(config.schedules))
         optimizer = task.build_optimizer(model)
         generator = torch.Generator(device=task.device).manual_seed(_seed(config, i, 1))
         tau = min(max(config.tau.initial, config.tau.min), config.tau.max)
         members.append(Member(i, strategy, schedule, model, optimizer, generator, tau))
-    population = Population(task, members, feedback, selection, config.tau.min, config.tau.max, config.select_on,
-                            choose_stepper(config.performance.backend, task))
+    population = Population(task, members, feedback, selection,
+                            TauBounds(config.tau.initial, config.tau.min, config.tau.max), config.epochs,
+                            config.select_on, choose_stepper(config.performance.backend, task))
     return Built(task, population)
+
+
+def check_memory(model: torch.nn.Module, members: int) -> None:
+    """Refuse a population whose weights, gradients and Adam moments alone would not fit in memory.
+
+    Four copies of the parameters per member is a floor (activations come on top), so a refusal is
+    never wrong; it stops ``--members 1000000`` before it allocates until the machine gives out.
+    """
+    per_member = 4 * sum(p.numel() * p.element_size() for p in model.parameters())
+    need = per_member * members
+    available = _available_memory()
+    if available is not None and need > available:
+        raise UserError(f"{members} members need at least {need / 2**30:.1f} GiB for weights, gradients and Adam "
+                        f"state ({per_member / 2**20:.1f} MiB each), but {available / 2**30:.1f} GiB is available")
+
+
+def _available_memory() -> int | None:
+    """Bytes of memory available to new allocations (Linux's MemAvailable), None where unknown."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
 
 
 def _improves(loss: float, best_loss: float, best_epoch: int) -> bool:
@@ -163,28 +218,34 @@ def _train(run: rd.RunDir, built: Built, config: RunConfig, manager: PluginManag
            resume: bool, on_epoch: EpochCallback | None) -> RunSummary:
     """``execute``'s run, in the run directory this process holds."""
     pop = built.population
+    progress = None
+    if manager.has_listeners("tempsched_batch_end"):
+        progress = _Progress(manager, config.epochs, built.task.batch_count(), built.task.train_examples)
+        pop.on_batch = progress.on_batch
     saved_config = config.to_dict()
     identity = {"fingerprint": rd.fingerprint(saved_config), "config": saved_config}
     best_loss, best_epoch, train_seconds, wall_before = float("inf"), -1, 0.0, 0.0
     if resume:
         best_loss, best_epoch, train_seconds, wall_before = _load_state(run, built, config)
     _save_config(run, config, new=not resume)
-    manager.hook.tempsched_run_start(info=RunInfo(
+    manager.notify("tempsched_run_start", info=RunInfo(
         run_dir=run.path, preset=config.plugin, members=len(pop.members), epochs=config.epochs,
         start_epoch=pop.epoch, data=data_text, strategies=[m.strategy for m in pop.members],
-        config=config.to_dict()))
+        config=config.to_dict(), batches_per_epoch=built.task.batch_count()))
 
     while pop.epoch < config.epochs:
-        result: EpochResult = pop.run_epoch()
+        if progress:
+            progress.epoch = pop.epoch
+        record = _named_part_errors(manager, pop.run_epoch)
         t_save = time.perf_counter()
-        train_seconds += result.train_seconds
-        run.append_metrics(result.rows)
-        epoch_best = result.rows[result.best]
+        train_seconds += record.train_seconds
+        run.append_metrics(record.rows)
+        epoch_best = record.best_row
         if _improves(epoch_best["loss"], best_loss, best_epoch):
-            best_loss, best_epoch = epoch_best["loss"], result.epoch
-            winner = pop.members[result.best]  # weights now shared by all, tau is still its own
+            best_loss, best_epoch = epoch_best["loss"], record.epoch
+            winner = pop.members[record.best]  # weights now shared by all, tau is still its own
             rd.save_torch(run.file(rd.BEST), {
-                "format": rd.BEST_FORMAT, "epoch": result.epoch, "member": epoch_best["member"],
+                "format": rd.BEST_FORMAT, "epoch": record.epoch, "member": epoch_best["member"],
                 "strategy": epoch_best["strategy"], "tau": epoch_best["tau_end"], "loss": best_loss,
                 "model": winner.model.state_dict(), **identity,
             })
@@ -193,16 +254,39 @@ def _train(run: rd.RunDir, built: Built, config: RunConfig, manager: PluginManag
             "best_epoch": best_epoch, "train_seconds": train_seconds,
             "wall_seconds": wall_before + time.perf_counter() - started, **identity,
         })
-        report = EpochReport(epoch=result.epoch, epochs=config.epochs, best=result.best, rows=result.rows,
-                             train_seconds=result.train_seconds, eval_seconds=result.eval_seconds,
-                             engine_seconds=result.engine_seconds, save_seconds=time.perf_counter() - t_save)
-        manager.hook.tempsched_epoch_end(report=report)
+        record = dataclasses.replace(record, save_seconds=time.perf_counter() - t_save)
+        manager.notify("tempsched_epoch_end", record=record)
         if on_epoch is not None:
-            on_epoch(report)
+            on_epoch(record)
 
     summary = finish(run, built, config, train_seconds, wall_before + time.perf_counter() - started, data_text)
-    manager.hook.tempsched_run_end(summary=summary)
+    manager.notify("tempsched_run_end", summary=summary)
     return summary
+
+
+def _named_part_errors(manager: PluginManager, call: Callable[[], EpochRecord]) -> EpochRecord:
+    """Run an epoch; a part that fails or returns nonsense becomes one line naming its plugin."""
+    try:
+        return call()
+    except PartError as exc:
+        owner = manager.registry.owner_of(type(exc.part))
+        raise UserError(f"plugin '{owner}' failed: {exc}") from None
+
+
+@dataclass
+class _Progress:
+    """Turns the engine's per-batch callback into ``tempsched_batch_end`` records."""
+
+    manager: PluginManager
+    epochs: int
+    batches: int
+    examples_per_epoch: int
+    epoch: int = 0
+
+    def on_batch(self, done: int) -> None:
+        self.manager.notify("tempsched_batch_end", progress=BatchProgress(
+            epoch=self.epoch, epochs=self.epochs, batch=done, batches=self.batches,
+            examples_per_epoch=self.examples_per_epoch))
 
 
 def finish(run: rd.RunDir, built: Built, config: RunConfig, train_seconds: float, wall: float,

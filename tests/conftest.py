@@ -15,9 +15,8 @@ os.environ.setdefault("TEMPSCHED_PLUGINS", "")
 
 import toy  # noqa: E402
 
-from tempsched.config import RunConfig, from_dict  # noqa: E402
+from tempsched.config import RunConfig, layer  # noqa: E402
 from tempsched.plugins import PluginManager  # noqa: E402
-from tempsched.training import resolve_config  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 
@@ -32,11 +31,11 @@ def manager() -> PluginManager:
 def tiny_gsvae(manager: PluginManager, **overrides: object) -> RunConfig:
     """A GS-VAE run that takes seconds: 256 sample images, 3 members, 2 epochs."""
     base = {"plugin": "paper-default", "members": 3, "epochs": 2,
-            "data": {"dataset": "sample", "train_size": 320, "val_size": 64, "test_size": 64, "batch_size": 64},
-            "task_options": {"z1": [8, 4], "z2": [4, 4], "channels": [8, 16]}}
+            "task_options": {"dataset": "sample", "train_size": 320, "val_size": 64, "test_size": 64, "batch_size": 64,
+                             "z1": [8, 4], "z2": [4, 4], "channels": [8, 16]}}
     for key, value in overrides.items():
         if isinstance(value, dict):
             base[key] = {**base.get(key, {}), **value}
         else:
             base[key] = value
-    return resolve_config(from_dict(base), manager)
+    return layer(manager.registry, base)

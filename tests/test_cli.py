@@ -56,7 +56,7 @@ def test_run_end_to_end(tmp_path: Path, tiny_config: Path, capsys) -> None:
     assert (out / "reconstructions.png").read_bytes()[:4] == b"\x89PNG"
     # config.toml is complete and loads back to the same configuration.
     saved = tomllib.loads((out / "config.toml").read_text())
-    assert saved["members"] == 3 and saved["tau"]["max"] == 300.0 and saved["params"]["patience"] == 5
+    assert saved["members"] == 3 and saved["tau"]["max"] == 300.0 and saved["params"]["patience"]["patience"] == 5
     assert load_run_config(out, PluginManager()).to_dict() == saved
 
 
@@ -108,12 +108,18 @@ def _one_line_error(code: int, stderr: str, needle: str) -> None:
     (["--tau-min", "2", "--tau-max", "1"], "smaller than tau.max"),
     (["--members", "0"], "members must be a positive"),
     (["--epochs", "0"], "epochs must be a positive"),
-    (["--patience", "0"], "patience must be a positive"),
+    (["--patience", "0"], "parameter 'patience.patience' must be >= 1"),
     (["--plugin", "nope"], "unknown preset 'nope'"),
-    (["--dataset", "nope"], "unknown dataset 'nope'"),
+    (["--dataset", "nope"], "task option 'dataset' must be one of sample, mnist"),
     (["--dataset", "mnist", "--data-dir", "/no/such/dir"], "data directory not found"),
     (["--select-on", "test"], "select_on must be one of"),
-    (["--plugin", "standard-annealing", "--patience", "3"], "has no parameter 'patience'"),
+    (["--plugin", "standard-annealing", "--patience", "3"], "its parts take: jang-anneal: anneal_rate"),
+    (["--param", "l_inc"], "--param takes NAME=VALUE"),
+    (["--param", "linear-up.l_inc=-1"], "parameter 'linear-up.l_inc' must be >= 0.0"),
+    (["--option", "z1=[8]"], "task option 'z1' must be [variables, classes]"),
+    (["--members", "abc"], "Invalid value for '--members'"),
+    (["--threads", "100000"], "performance.threads must be between 0 and 1024"),
+    (["--seed", "9223372036854775807"], "seed must be between 0 and"),
     (["--exclude-classes", "two"], "--exclude-classes takes"),
     (["--tau-min", "-1"], "tau.min must be a positive"),
 ])
@@ -138,9 +144,9 @@ def test_missing_and_corrupt_data(tmp_path: Path, capsys) -> None:
     ("memberz = 3", "unknown key 'memberz'"),
     ("members = 'three'", "'members' must be int"),
     ("[tau]\nmin = 'low'", "'tau.min' must be"),
-    ("[data]\ncolour = 1", "unknown key 'data.colour'"),
-    ("[params]\nl_incc = 1.0", "has no parameter 'l_incc'"),
-    ("[task_options]\nz3 = [1, 2]", "unknown task option"),
+    ("[data]\ncolour = 1", "task 'gsvae' has no option 'colour'"),
+    ("[params]\nl_incc = 1.0", "has no part that takes parameter 'l_incc'"),
+    ("[task_options]\nz3 = [1, 2]", "task 'gsvae' has no option 'z3'"),
 ])
 def test_bad_config_files(text: str, needle: str, tmp_path: Path, capsys) -> None:
     path = tmp_path / "bad.toml"
@@ -191,8 +197,29 @@ def test_corrupt_or_foreign_checkpoint_on_resume(finished_run: Path, content: by
 
 def test_resume_rejects_other_options_and_non_run_dirs(finished_run: Path, tmp_path: Path, capsys) -> None:
     code, _, stderr = cli("run", "--resume", str(finished_run), "--members", "5", capsys=capsys)
-    _one_line_error(code, stderr, "only --epochs may be given")
+    _one_line_error(code, stderr, "only --epochs, --device, --backend, --threads may be given")
     code, _, stderr = cli("run", "--resume", str(tmp_path), capsys=capsys)
     _one_line_error(code, stderr, "not a tempsched run directory")
     code, _, stderr = cli("run", "--resume", str(tmp_path / "nothing"), capsys=capsys)
     _one_line_error(code, stderr, "run directory not found")
+
+
+def test_version_and_help_panels(capsys) -> None:
+    code, out, _ = cli("--version", capsys=capsys)
+    assert code == 0 and out.strip() == f"tempsched {__import__('tempsched').__version__}"
+    code, out, _ = cli("run", "--help", capsys=capsys)
+    assert code == 0
+    for panel in ("Data", "Population", "Temperature", "Speed", "Output"):
+        assert f"─ {panel} " in out, panel
+
+
+def test_tune_takes_run_options_and_rejects_bad_ones_in_one_line(tmp_path: Path, capsys) -> None:
+    code, out, _ = cli("tune", "--help", capsys=capsys)
+    assert code == 0 and "--members" in out and "--dataset" in out and "--resume PATH" not in out
+    code, _, stderr = cli("tune", "--trials", "abc", capsys=capsys)
+    _one_line_error(code, stderr, "Invalid value for '--trials'")
+    code, _, stderr = cli("tune", "--members", "abc", capsys=capsys)
+    _one_line_error(code, stderr, "Invalid value for '--members'")
+    code, _, stderr = cli("tune", "--plugin", "standard-annealing", "--patience", "2", "--out", str(tmp_path / "s"),
+                          capsys=capsys)
+    _one_line_error(code, stderr, "has no part that takes parameter 'patience'")

@@ -9,11 +9,11 @@ import pytest
 import torch
 
 from conftest import tiny_gsvae
-from tempsched.config import from_dict
+from tempsched.config import RunConfig, layer
 from tempsched.engine import Member, clamp, copy_member_state
 from tempsched.parts import EpochContext, Schedule
-from tempsched.training import build, execute, resolve_config
-from tempsched_plugins.paper_default import PaperStrategy
+from tempsched.training import build, execute
+from tempsched_plugins.paper_default import STRATEGIES
 
 
 def _step(member: Member, task, batch) -> None:
@@ -40,8 +40,10 @@ def test_copy_member_state_copies_weights_and_adam_state_without_aliasing(manage
         assert torch.equal(pa, pb)
 
 
-def rederive(rows: list[dict], params: dict, tau_min: float, tau_max: float) -> None:
+def rederive(rows: list[dict], config: RunConfig) -> None:
     """Check every tau update of a paper-default metrics file against Algorithms 2 and 3."""
+    feedback = config.part_params("patience")
+    tau_min, tau_max = config.tau.min, config.tau.max
     by_epoch: dict[int, list[dict]] = {}
     for row in rows:
         by_epoch.setdefault(row["epoch"], []).append(row)
@@ -54,9 +56,12 @@ def rederive(rows: list[dict], params: dict, tau_min: float, tau_max: float) -> 
             i = r["member"]
             counters[i] = counters.get(i, 0) + 1 if r["loss"] > best_loss else 0
             assert r["patience"] == counters[i]
-            expected_delta = params["feedback_lr"] * (r["loss"] - best_loss) if counters[i] >= params["patience"] else 0.0
+            expected_delta = (feedback["feedback_lr"] * (r["loss"] - best_loss)
+                              if counters[i] >= feedback["patience"] else 0.0)
             assert r["delta_tau"] == pytest.approx(expected_delta)
-            strategy = PaperStrategy(r["strategy"], i, params).on_epoch(r["tau_end"], EpochContext(i, epoch))
+            schedule = STRATEGIES[r["strategy"]](**config.part_params(r["strategy"]))
+            ctx = EpochContext(i, epoch, config.epochs, config.tau.initial, tau_min, tau_max)
+            strategy = schedule.on_epoch(r["tau_end"], ctx)
             assert r["tau_strategy"] == pytest.approx(clamp(strategy, tau_min, tau_max))
             assert r["tau_next"] == pytest.approx(clamp(r["tau_strategy"] + r["delta_tau"], tau_min, tau_max))
             if epoch + 1 in by_epoch:
@@ -65,12 +70,12 @@ def rederive(rows: list[dict], params: dict, tau_min: float, tau_max: float) -> 
 
 
 def test_engine_on_toy_task(manager, tmp_path: Path) -> None:
-    config = resolve_config(from_dict({"plugin": "toy-paper", "epochs": 12, "data": {"batch_size": 4},
-                                       "params": {"patience": 2, "feedback_lr": 0.5, "l_inc": 0.2}}), manager)
+    config = layer(manager.registry, {"plugin": "toy-paper", "epochs": 12, "task_options": {"batch_size": 4},
+                                      "params": {"patience": 2, "feedback_lr": 0.5, "l_inc": 0.2}})
     summary = execute(config, manager, tmp_path / "run")
     rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert len(rows) == 12 * 5
-    rederive(rows, config.params, config.tau.min, config.tau.max)
+    rederive(rows, config)
     # The toy's loss favours tau near 2: schedules and feedback must carry the winner there.
     last = [r for r in rows if r["epoch"] == 11]
     assert abs(min(last, key=lambda r: r["loss"])["tau_end"] - 2.0) < 0.25
@@ -81,12 +86,12 @@ def test_engine_on_toy_task(manager, tmp_path: Path) -> None:
 def test_members_share_the_best_weights_after_an_epoch(manager) -> None:
     built = build(tiny_gsvae(manager), manager)
     pop = built.population
-    result = pop.run_epoch()
-    ref = pop.members[result.best]
+    record = pop.run_epoch()
+    ref = pop.members[record.best]
     for m in pop.members:
         for p, q in zip(m.model.parameters(), ref.model.parameters()):
             assert torch.equal(p, q)
-    assert [m.tau for m in pop.members] == [r["tau_next"] for r in result.rows]  # each keeps its own tau
+    assert [m.tau for m in pop.members] == [r["tau_next"] for r in record.rows]  # each keeps its own tau
 
 
 class _StepCounter(Schedule):

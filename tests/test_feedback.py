@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import pytest
 
+from tempsched.config import layer
 from tempsched.errors import UserError
 from tempsched_plugins.paper_default import MinLoss, PatienceFeedback
 
 
 def test_patience_counter_threshold_and_delta() -> None:
-    rule = PatienceFeedback(lr=0.1, patience=3)
+    rule = PatienceFeedback(feedback_lr=0.1, patience=3)
     state: dict = {}
     best = 100.0
     script = [  # (loss, expected counter, expected delta)
@@ -26,16 +27,19 @@ def test_patience_counter_threshold_and_delta() -> None:
 
 
 def test_best_member_resets() -> None:
-    rule = PatienceFeedback(lr=0.5, patience=1)
+    rule = PatienceFeedback(feedback_lr=0.5, patience=1)
     state = {"patience": 7}
     assert rule.delta(state, 50.0, 50.0) == 0.0
     assert state["patience"] == 0
 
 
-@pytest.mark.parametrize("lr,patience", [(0.1, 0), (0.1, -2), (-0.1, 3)])
-def test_bad_parameters(lr: float, patience: int) -> None:
-    with pytest.raises(UserError):
-        PatienceFeedback(lr, patience)
+@pytest.mark.parametrize("lr,patience,needle", [
+    (0.1, 0, "'patience.patience' must be >= 1"), (0.1, -2, "'patience.patience' must be >= 1"),
+    (-0.1, 3, "'patience.feedback_lr' must be >= 0"), (0.1, 2.5, "'patience.patience' must be int"),
+])
+def test_bad_parameters_are_refused_naming_part_and_key(manager, lr: float, patience: object, needle: str) -> None:
+    with pytest.raises(UserError, match=needle):
+        layer(manager.registry, {"params": {"patience": {"feedback_lr": lr, "patience": patience}}})
 
 
 def test_min_loss_selection_breaks_ties_by_index() -> None:

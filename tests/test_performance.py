@@ -10,6 +10,7 @@ import torch
 
 from conftest import tiny_gsvae
 from tempsched.steppers import LoopStepper, VmapStepper, choose_stepper
+from tempsched.config import layer
 from tempsched.errors import UserError
 from tempsched.training import build, execute
 
@@ -83,7 +84,7 @@ def test_auto_backend_loops_on_the_cpu_and_vmap_needs_a_vectorisable_task(manage
     gsvae = build(tiny_gsvae(manager), manager)
     assert isinstance(gsvae.population.stepper, LoopStepper)
     assert isinstance(choose_stepper("vmap", gsvae.task), VmapStepper)
-    toy = build(tiny_gsvae(manager, plugin="toy-paper", members=2, task_options={}), manager)
+    toy = build(layer(manager.registry, {"plugin": "toy-paper", "members": 2}), manager)
     with pytest.raises(UserError, match="vmap"):
         choose_stepper("vmap", toy.task)
 

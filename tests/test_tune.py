@@ -23,20 +23,23 @@ from test_cli import cli
 from toy import toy_manager, toy_settings
 
 from tempsched import hookimpl, tune
-from tempsched.config import from_dict, load_toml
+from tempsched.config import layer, load_toml
 from tempsched.errors import UserError
 from tempsched.parts import Preset
 from tempsched.plugins import PluginManager
-from tempsched.training import resolve_config
 from tempsched.space import Dim, SearchSpace, parse_overrides
 
 TESTS = Path(__file__).parent
 POSTGRES_ENV = "TEMPSCHED_TEST_POSTGRES_URL"
 
 
-def paper_space():
-    manager = PluginManager()
-    return manager.search_space(manager.registry.presets["paper-default"])
+def space_of(manager: PluginManager, preset: str = "paper-default") -> SearchSpace:
+    base = layer(manager.registry, {"plugin": preset})
+    return manager.search_space(manager.registry.presets[preset], SearchSpace.for_run(base, manager.registry))
+
+
+def paper_space() -> SearchSpace:
+    return space_of(PluginManager())
 
 
 @pytest.mark.parametrize("sampler", ["random", "tpe", "cmaes"])
@@ -52,10 +55,10 @@ def test_space_keeps_tau_min_below_tau_max(sampler: str) -> None:
         assert isinstance(v["patience"], int) and 1 <= v["patience"] <= 10
         assert 1e-4 <= v["feedback_lr"] <= 1.0
         study.tell(trial, v["tau_max"] / v["tau_min"] + v["patience"])  # any value: samplers must learn something
-    # Every sample lands where the run configuration expects it.
-    overrides = space.config_overrides(v)
-    assert overrides == {"params": {"feedback_lr": v["feedback_lr"], "patience": v["patience"]},
-                         "tau": {"min": v["tau_min"], "max": v["tau_max"]}}
+    # Every sample lands where the run configuration expects it: the parts declare the first two.
+    assert space.targets(v) == {"params.patience.feedback_lr": v["feedback_lr"],
+                                "params.patience.patience": v["patience"],
+                                "tau.min": v["tau_min"], "tau.max": v["tau_max"]}
 
 
 class WiderPatience:
@@ -65,17 +68,23 @@ class WiderPatience:
     def tempsched_search_space(self, preset: Preset, space: SearchSpace) -> None:
         if preset.name == "paper-default":
             space.replace("patience", high=20)
-            space.add(Dim("l_inc", "params.l_inc", 0.01, 1.0, log=True))
+            space.add(Dim("l_inc", "params.linear-up.l_inc", 0.01, 1.0, log=True))
 
 
 def test_an_installed_plugin_changes_and_extends_the_space() -> None:
     manager = PluginManager()
     manager.register(WiderPatience(), name="wider")
-    preset = manager.registry.presets["paper-default"]
-    space = manager.search_space(preset)
+    space = space_of(manager)
     assert space.dims["patience"].high == 20 and space.dims["patience"].low == 1
     assert list(space.dims) == ["feedback_lr", "patience", "tau_min", "tau_max", "l_inc"]
-    assert manager.search_space(manager.registry.presets["standard-annealing"]).dims == {}
+    assert space_of(manager, "standard-annealing").dims == {}
+
+
+def test_a_preset_gets_the_space_of_the_parts_it_uses(manager) -> None:
+    """toy-paper reuses the patience rule: its tune ranges come with it, nothing is re-declared."""
+    space = space_of(manager, "toy-paper")
+    assert space.dims["patience"].target == "params.patience.patience" and space.dims["patience"].high == 10
+    assert (space.dims["tau_min"].low, space.dims["tau_max"].high) == (0.5, 8.0)  # the preset's own tau ranges
 
 
 def test_fix_and_ranges_from_cli_and_file() -> None:
@@ -154,8 +163,9 @@ def test_resume_adds_trials_to_the_same_study_and_best_toml_reproduces_it(tmp_pa
     saved = tomllib.loads((settings.study_dir / "trials" / str(best.number) / "config.toml").read_text())
     exported = load_toml(settings.study_dir / "best.toml")
     assert exported == saved
-    assert resolve_config(from_dict(exported), toy_manager()).to_dict() == saved
-    assert saved["tau"]["min"] == best.params["tau_min"] and saved["params"]["patience"] == best.params["patience"]
+    assert layer(toy_manager().registry, exported).to_dict() == saved
+    assert saved["tau"]["min"] == best.params["tau_min"]
+    assert saved["params"]["patience"]["patience"] == best.params["patience"]
 
 
 def test_resume_with_other_settings_is_refused(tmp_path: Path) -> None:
@@ -269,7 +279,7 @@ def test_cli_tune_and_report(tmp_path: Path, capsys) -> None:
                                "--pruner", "none", "--fix", "patience=1", "--out", str(out), capsys=capsys)
     assert code == 0, stderr
     assert "best trials" in stdout and "2 complete, 0 pruned" in stdout and "test mse" in stdout
-    assert load_toml(out / "best.toml")["params"]["patience"] == 1
+    assert load_toml(out / "best.toml")["params"]["patience"]["patience"] == 1
     code, stdout, stderr = cli("tune", "report", str(out), capsys=capsys)
     assert code == 0, stderr
     for name in tune.REPORT_PLOTS:

@@ -15,23 +15,27 @@ from typing import Any, Iterator
 import torch
 from torch import nn
 
-from tempsched import hookimpl
-from tempsched.config import RunConfig, from_dict
-from tempsched.parts import Preset
+from tempsched import Param, Preset, Range, TaskEnv, hookimpl
+from tempsched.config import layer
 from tempsched.plugins import PluginManager
-from tempsched.training import resolve_config
+from tempsched.space import SearchSpace
 from tempsched.tune import TuneSettings
-from tempsched_plugins.paper_default import PARAMS as PAPER_PARAMS
 
 
 class ToyTask:
-    def __init__(self, config: RunConfig) -> None:
+    name = "toy"
+    params = {"batch_size": Param(128, "points per step", low=1)}
+
+    def __init__(self, env: TaskEnv, batch_size: int) -> None:
         self.device = torch.device("cpu")
         g = torch.Generator().manual_seed(0)
         self.x = torch.randn(64, 1, generator=g)
         self.y = 3 * self.x
-        self.seed = config.seed
-        self.batch_size = config.data.batch_size
+        self.seed = env.seed
+        self.batch_size = batch_size
+
+    def batch_count(self) -> int:
+        return -(-len(self.x) // self.batch_size)
 
     @property
     def train_examples(self) -> int:
@@ -74,17 +78,17 @@ class ToyTask:
 
 
 @hookimpl
-def register_tasks(register: Any) -> None:
-    register("toy", ToyTask)
+def tempsched_register_tasks(register: Any) -> None:
+    register(ToyTask)
 
 
 @hookimpl
-def register_presets(register: Any) -> None:
+def tempsched_register_presets(register: Any) -> None:
     register(Preset(
         name="toy-paper", description="paper strategies on the toy task", task="toy", members=5,
         assign=lambda n: ["fixed", "linear-up", "linear-down", "exp-up", "exp-down"][:n],
         feedback="patience", selection="min-loss", tau_initial=1.0, tau_min=0.5, tau_max=4.0,
-        params=dict(PAPER_PARAMS),
+        tune={"tau.min": Range(0.5, 3.5), "tau.max": Range(3.6, 8.0)},
     ))
 
 
@@ -104,7 +108,7 @@ class _HangOnTrial:
         self.current = ""
 
     @hookimpl
-    def tempsched_epoch_end(self, report: Any) -> None:
+    def tempsched_epoch_end(self, record: Any) -> None:
         if self.current == self.hang_dir_name:
             self.marker.write_text(str(os.getpid()))
             time.sleep(600)
@@ -128,9 +132,8 @@ def toy_settings(study_dir: Path, trials: int, **changes: Any) -> TuneSettings:
     toy's loss adds (tau - 2)^2); ``changes`` sets other TuneSettings fields.
     """
     manager = changes.get("manager_factory", toy_manager)()
-    base = resolve_config(from_dict({"plugin": "toy-paper", "epochs": 4, "seed": 0}), manager)
-    space = manager.search_space(manager.registry.presets["toy-paper"])
-    space.apply_overrides({"tau_min": (0.5, 3.5), "tau_max": (3.6, 8.0)}, {})
+    base = layer(manager.registry, {"plugin": "toy-paper", "epochs": 4, "seed": 0})
+    space = manager.search_space(manager.registry.presets["toy-paper"], SearchSpace.for_run(base, manager.registry))
     settings = TuneSettings(base=base, space=space, trials=trials, study_dir=study_dir, study_name="toy",
                             manager_factory=toy_manager)
     for key, value in changes.items():

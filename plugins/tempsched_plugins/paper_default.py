@@ -16,14 +16,11 @@ Defaults and their sources (see docs/paper-defaults.md for the reasoning):
 
 from __future__ import annotations
 
-from typing import Any, Mapping, MutableMapping, Sequence
+from typing import Any, ClassVar, Mapping, MutableMapping, Sequence
 
-from tempsched import hookimpl
-from tempsched.errors import UserError
-from tempsched.parts import EpochContext, FeedbackRule, Param, Preset, Schedule, SelectionPolicy
-from tempsched.space import Dim, SearchSpace
+from tempsched import EpochContext, FeedbackRule, Param, Preset, Range, Schedule, SelectionPolicy, UserError, hookimpl
 
-STRATEGIES = ("fixed", "linear-up", "linear-down", "exp-up", "exp-down")
+INDEX_SCALED = Param(False, "multiply the rate by (i - 1) as Algorithm 2 prints it (member i)", "paper, Algorithm 2")
 
 
 def paper_assignment(n: int) -> list[str]:
@@ -32,33 +29,78 @@ def paper_assignment(n: int) -> list[str]:
     return ["fixed"] + [by_mod[i % 4] for i in range(2, n + 1)]
 
 
-class PaperStrategy(Schedule):
-    """One of Algorithm 2's five per-epoch rules for member i.
+class Fixed(Schedule):
+    """Algorithm 2, member 1: tau stays where it is (feedback may still move it)."""
 
-    With ``index_scaled`` the rate is multiplied by (i - 1) as Algorithm 2 prints it; without, the
-    rate is used as given (the authors' code).
-    """
+    name = "fixed"
 
-    def __init__(self, name: str, member_index: int, params: Mapping[str, Any]) -> None:
-        if params["r_inc"] <= 0 or params["r_dec"] <= 0:
-            raise UserError("r_inc and r_dec must be positive")
-        if name.startswith("exp-") and params["index_scaled"] and member_index < 2:
-            raise UserError(f"with index_scaled, member {member_index} cannot follow '{name}' (factor i - 1 = 0)")
-        self.name = name
-        self.scale = float(member_index - 1) if params["index_scaled"] else 1.0
-        self.params = params
+
+class _Rated(Schedule):
+    """A strategy with one rate; with ``index_scaled`` the rate is multiplied by (i - 1) for member i."""
+
+    rate: ClassVar[str]
+
+    def __init__(self, index_scaled: bool, **rate: float) -> None:
+        self.index_scaled = index_scaled
+        self.value = rate[self.rate]
+
+    def scale(self, ctx: EpochContext) -> float:
+        return float(ctx.member - 1) if self.index_scaled else 1.0
+
+
+class LinearUp(_Rated):
+    """Algorithm 2, i mod 4 = 2: tau + l_inc per epoch."""
+
+    name, rate = "linear-up", "l_inc"
+    params = {"l_inc": Param(0.1, "tau += l_inc per epoch", "chosen here; authors' code used 1.0", low=0.0),
+              "index_scaled": INDEX_SCALED}
 
     def on_epoch(self, tau: float, ctx: EpochContext) -> float:
-        s, p = self.scale, self.params
-        if self.name == "linear-up":
-            return tau + s * p["l_inc"]
-        if self.name == "linear-down":
-            return tau - s * p["l_dec"]
-        if self.name == "exp-up":
-            return tau * (s * p["r_inc"])
-        if self.name == "exp-down":
-            return tau / (s * p["r_dec"])
-        return tau  # fixed
+        return tau + self.scale(ctx) * self.value
+
+
+class LinearDown(_Rated):
+    """Algorithm 2, i mod 4 = 3: tau - l_dec per epoch."""
+
+    name, rate = "linear-down", "l_dec"
+    params = {"l_dec": Param(0.05, "tau -= l_dec per epoch", "chosen here; authors' code used 0.005-0.01", low=0.0),
+              "index_scaled": INDEX_SCALED}
+
+    def on_epoch(self, tau: float, ctx: EpochContext) -> float:
+        return tau - self.scale(ctx) * self.value
+
+
+class _Exponential(_Rated):
+    """A multiplicative strategy: member 1 cannot follow it with ``index_scaled`` (its factor is 0)."""
+
+    def factor(self, ctx: EpochContext) -> float:
+        factor = self.scale(ctx) * self.value
+        if factor <= 0:
+            raise UserError(f"with index_scaled, member {ctx.member} cannot follow '{self.name}' (factor i - 1 = 0)")
+        return factor
+
+
+class ExpUp(_Exponential):
+    """Algorithm 2, i mod 4 = 0: tau * r_inc per epoch."""
+
+    name, rate = "exp-up", "r_inc"
+    params = {"r_inc": Param(1.05, "tau *= r_inc per epoch", "authors' code", low=1e-12),
+              "index_scaled": INDEX_SCALED}
+
+    def on_epoch(self, tau: float, ctx: EpochContext) -> float:
+        return tau * self.factor(ctx)
+
+
+class ExpDown(_Exponential):
+    """Algorithm 2, i mod 4 = 1: tau / r_dec per epoch."""
+
+    name, rate = "exp-down", "r_dec"
+    params = {"r_dec": Param(1.05, "tau /= r_dec per epoch", "chosen here; authors' 0.99 made it an increase",
+                             low=1e-12),
+              "index_scaled": INDEX_SCALED}
+
+    def on_epoch(self, tau: float, ctx: EpochContext) -> float:
+        return tau / self.factor(ctx)
 
 
 class PatienceFeedback(FeedbackRule):
@@ -69,13 +111,15 @@ class PatienceFeedback(FeedbackRule):
     """
 
     name = "patience"
+    params = {
+        "feedback_lr": Param(0.01, "delta tau = feedback_lr * (L_i - L_best)", "authors' code, paper", low=0.0,
+                             tune=Range(1e-4, 1.0, log=True)),
+        "patience": Param(5, "epochs behind the best before feedback starts", "authors' code, paper", low=1,
+                          tune=Range(1, 10)),
+    }
 
-    def __init__(self, lr: float, patience: int) -> None:
-        if patience <= 0:
-            raise UserError(f"patience must be a positive integer, got {patience}")
-        if lr < 0:
-            raise UserError(f"feedback_lr must be >= 0, got {lr}")
-        self.lr = lr
+    def __init__(self, feedback_lr: float, patience: int) -> None:
+        self.lr = feedback_lr
         self.patience = patience
 
     def delta(self, state: MutableMapping[str, Any], loss: float, best_loss: float) -> float:
@@ -97,59 +141,36 @@ class MinLoss(SelectionPolicy):
         return min(range(len(losses)), key=lambda k: (losses[k], k))
 
 
-PARAMS = {
-    "l_inc": Param(0.1, "linear-up: tau += l_inc per epoch", "chosen here; authors' code used 1.0"),
-    "l_dec": Param(0.05, "linear-down: tau -= l_dec per epoch", "chosen here; authors' code used 0.005-0.01"),
-    "r_inc": Param(1.05, "exp-up: tau *= r_inc per epoch", "authors' code"),
-    "r_dec": Param(1.05, "exp-down: tau /= r_dec per epoch", "chosen here; authors' 0.99 made it an increase"),
-    "index_scaled": Param(False, "multiply each rate by (i - 1) as Algorithm 2 prints it", "paper, Algorithm 2"),
-    "feedback_lr": Param(0.01, "Algorithm 3: delta tau = feedback_lr * (L_i - L_best)", "authors' code"),
-    "patience": Param(5, "Algorithm 3: epochs behind the best before feedback starts", "authors' code, paper"),
-}
+STRATEGIES: Mapping[str, type[Schedule]] = {cls.name: cls for cls in (Fixed, LinearUp, LinearDown, ExpUp, ExpDown)}
 
 
 @hookimpl
-def register_schedules(register: Any) -> None:
-    for strategy in STRATEGIES:
-        register(strategy, lambda i, params, _s=strategy: PaperStrategy(_s, i, params))
+def tempsched_register_schedules(register: Any) -> None:
+    for cls in STRATEGIES.values():
+        register(cls)
 
 
 @hookimpl
-def register_feedback_rules(register: Any) -> None:
-    register("patience", lambda params: PatienceFeedback(params["feedback_lr"], params["patience"]))
+def tempsched_register_feedback_rules(register: Any) -> None:
+    register(PatienceFeedback)
 
 
 @hookimpl
-def register_selection_policies(register: Any) -> None:
-    register("min-loss", lambda params: MinLoss())
+def tempsched_register_selection_policies(register: Any) -> None:
+    register(MinLoss)
 
 
-@hookimpl
-def register_presets(register: Any) -> None:
-    register(Preset(
-        name="paper-default",
-        description="The paper's population: five tau strategies, patience feedback, best-loss selection.",
-        task="gsvae", members=8, assign=paper_assignment, feedback="patience", selection="min-loss",
-        tau_initial=1.0, tau_min=0.5, tau_max=300.0, params=PARAMS,
-    ))
-
-
-# What ``tempsched tune`` searches for any preset that uses these parameters (docs/tuning.md explains
-# the ranges). tau_min's range lies wholly below tau_max's, so every sample keeps tau_min < tau_max, and
-# both bracket tau_initial = 1.0 so the start temperature is never clamped.
-SEARCH_SPACE = (
-    Dim("feedback_lr", "params.feedback_lr", 1e-4, 1.0, log=True, minimum=0.0,
-        help="Algorithm 3's feedback step; the default 0.01 sits two decades above the bottom"),
-    Dim("patience", "params.patience", 1, 10, integer=True, minimum=1,
-        help="epochs behind the best before feedback; above the run's epochs feedback never fires"),
-    Dim("tau_min", "tau.min", 0.05, 1.0, log=True, help="lower temperature bound (default 0.5)"),
-    Dim("tau_max", "tau.max", 2.0, 500.0, log=True, help="upper temperature bound (default 300)"),
+# tau_min's range lies wholly below tau_max's, so every sample keeps tau_min < tau_max, and both bracket
+# tau_initial = 1.0 so the start temperature is never clamped (docs/tuning.md explains the ranges).
+PAPER_DEFAULT = Preset(
+    name="paper-default",
+    description="The paper's population: five tau strategies, patience feedback, best-loss selection.",
+    task="gsvae", members=8, assign=paper_assignment, feedback="patience", selection="min-loss",
+    tau_initial=1.0, tau_min=0.5, tau_max=300.0,
+    tune={"tau.min": Range(0.05, 1.0, log=True), "tau.max": Range(2.0, 500.0, log=True)},
 )
 
 
 @hookimpl
-def tempsched_search_space(preset: Preset, space: SearchSpace) -> None:
-    if {"feedback_lr", "patience"} <= set(preset.params):
-        for dim in SEARCH_SPACE:
-            space.add(dim)
-        space.require_below("tau_min", "tau_max")
+def tempsched_register_presets(register: Any) -> None:
+    register(PAPER_DEFAULT)

@@ -8,29 +8,28 @@ feedback, no selection beyond the single member.
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping, MutableMapping
+from typing import Any, MutableMapping
 
-from tempsched import hookimpl
-from tempsched.errors import UserError
-from tempsched.parts import FeedbackRule, Param, Preset, Schedule, StepContext
+from tempsched import FeedbackRule, Param, Preset, Schedule, StepContext, hookimpl
 
 
 class JangAnnealing(Schedule):
-    """Per-step exponential decay towards tau_min (the engine clamps)."""
+    """Per-step exponential decay from tau_initial towards tau_min (the engine clamps)."""
 
     name = "jang-anneal"
     per_step = True
+    params = {
+        "anneal_rate": Param(3e-5, "r in tau_initial * exp(-r * step)", "Jang et al. 2017", low=0.0),
+        "anneal_every": Param(1000, "recompute tau every N training steps", "Jang et al. 2017", low=1),
+    }
 
-    def __init__(self, params: Mapping[str, Any]) -> None:
-        if params["anneal_every"] <= 0:
-            raise UserError(f"anneal_every must be a positive integer, got {params['anneal_every']}")
-        self.tau0 = float(params["tau_initial"])
-        self.rate = float(params["anneal_rate"])
-        self.every = int(params["anneal_every"])
+    def __init__(self, anneal_rate: float, anneal_every: int) -> None:
+        self.rate = anneal_rate
+        self.every = anneal_every
 
     def on_step(self, tau: float, ctx: StepContext) -> float:
         if ctx.step % self.every == 0:
-            return self.tau0 * math.exp(-self.rate * ctx.step)
+            return ctx.tau_initial * math.exp(-self.rate * ctx.step)
         return tau
 
 
@@ -44,24 +43,20 @@ class NoFeedback(FeedbackRule):
 
 
 @hookimpl
-def register_schedules(register: Any) -> None:
-    register("jang-anneal", lambda i, params: JangAnnealing(params))
+def tempsched_register_schedules(register: Any) -> None:
+    register(JangAnnealing)
 
 
 @hookimpl
-def register_feedback_rules(register: Any) -> None:
-    register("none", lambda params: NoFeedback())
+def tempsched_register_feedback_rules(register: Any) -> None:
+    register(NoFeedback)
 
 
 @hookimpl
-def register_presets(register: Any) -> None:
+def tempsched_register_presets(register: Any) -> None:
     register(Preset(
         name="standard-annealing",
         description="Baseline: one GS-VAE, tau annealed as in Jang et al. (2017); no feedback.",
         task="gsvae", members=1, assign=lambda n: ["jang-anneal"] * n, feedback="none", selection="min-loss",
         tau_initial=1.0, tau_min=0.5, tau_max=1.0,
-        params={
-            "anneal_rate": Param(3e-5, "r in tau0 * exp(-r * step)", "Jang et al. 2017"),
-            "anneal_every": Param(1000, "recompute tau every N training steps", "Jang et al. 2017"),
-        },
     ))

@@ -1,4 +1,4 @@
-"""Registers the GS-VAE task under the name ``gsvae`` (a shipped plugin like any other)."""
+"""Registers the GS-VAE task (a shipped plugin like any other)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from tempsched.hookspecs import hookimpl
 
 
 @hookimpl
-def register_tasks(register: Any) -> None:
+def tempsched_register_tasks(register: Any) -> None:
     from tempsched.gsvae.task import GSVAETask
 
-    register("gsvae", GSVAETask)
+    register(GSVAETask)

@@ -8,21 +8,14 @@ from typing import Any, Callable, Iterator
 import torch
 from torch import nn
 
-from tempsched.config import RunConfig
-from tempsched.gsvae.data import ImageData, load
 from tempsched.errors import UserError
+from tempsched.gsvae.data import DATASETS, ImageData, load
 from tempsched.gsvae.loss import negative_elbo
 from tempsched.gsvae.model import DualGSVAE
+from tempsched.parts import Param
+from tempsched.task import TaskEnv
 
 EVAL_BATCH = 1000
-
-# Task options ([task_options] in a config file) and their defaults.
-OPTIONS: dict[str, Any] = {
-    "z1": [32, 8],  # N categorical variables x K classes: 256 units, as the paper's z1
-    "z2": [16, 8],  # 128 units, as the paper's z2
-    "channels": [],  # encoder widths; empty: by image size (28: 16,32; 32/64: 32,64,128,256)
-    "eval_noise_seed": 1234,  # the Gumbel noise every evaluation draws, identical for all members
-}
 
 
 def resolve_device(name: str) -> torch.device:
@@ -34,39 +27,54 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def _options(given: dict[str, Any]) -> dict[str, Any]:
-    unknown = set(given) - set(OPTIONS)
-    if unknown:
-        raise UserError(f"unknown task option(s) {sorted(unknown)} for task 'gsvae' (known: {sorted(OPTIONS)})")
-    opts = {**OPTIONS, **given}
-    for key in ("z1", "z2"):
-        v = opts[key]
-        if not (isinstance(v, list) and len(v) == 2 and all(isinstance(i, int) and i > 0 for i in v)):
-            raise UserError(f"task option '{key}' must be [variables, classes] of positive integers, got {v!r}")
-    if not isinstance(opts["channels"], list) or not all(isinstance(c, int) and c > 0 for c in opts["channels"]):
-        raise UserError(f"task option 'channels' must be a list of positive integers, got {opts['channels']!r}")
-    return opts
+def _latent(value: list[Any], key: str) -> tuple[int, int]:
+    if not (len(value) == 2 and all(isinstance(i, int) and not isinstance(i, bool) and i > 0 for i in value)):
+        raise UserError(f"task option '{key}' must be [variables, classes] of positive integers, got {value!r}")
+    return value[0], value[1]
 
 
 class GSVAETask:
     """Trains ``DualGSVAE`` members on an image data set held in memory."""
 
-    def __init__(self, config: RunConfig, data: ImageData | None = None) -> None:
-        self.opts = _options(config.task_options)
-        d = config.data
-        self.data = data or load(d.dataset, d.data_dir, d.exclude_classes, d.val_size, d.train_size, d.test_size)
-        self.device = resolve_device(config.device)
-        self.batch_size = d.batch_size
-        self.seed = config.seed
-        self.learning_rate = config.learning_rate
+    name = "gsvae"
+    params = {
+        "dataset": Param("sample", "sample (embedded MNIST digits, works offline), mnist, fashion-mnist, "
+                         "cifar10-jpeg, cifar10-exact, cifar10 or celeba", choices=DATASETS),
+        "data_dir": Param("", "folder holding the data set (torchvision layout; empty: ./data)"),
+        "exclude_classes": Param([], "train and validate without these classes (the test set keeps them)"),
+        "batch_size": Param(128, "images per training step", low=1),
+        "val_size": Param(0, "validation images carved from the training set (0: min(10% of train, 5000))", low=0),
+        "train_size": Param(0, "use only the first N training images (0: all)", low=0),
+        "test_size": Param(0, "use only the first N test images (0: all)", low=0),
+        "learning_rate": Param(1e-3, "Adam learning rate", "authors' code", low=1e-12),
+        "z1": Param([32, 8], "latent layer z1: [N variables, K classes] (256 units, as the paper's z1)", "paper"),
+        "z2": Param([16, 8], "latent layer z2: [N variables, K classes] (128 units, as the paper's z2)", "paper"),
+        "channels": Param([], "encoder widths; empty: by image size (28: 16,32; 32/64: 32,64,128,256)", "paper"),
+        "eval_noise_seed": Param(1234, "seed of the Gumbel noise every evaluation draws (same for all members)",
+                                 low=0),
+    }
+
+    def __init__(self, env: TaskEnv, *, dataset: str, data_dir: str, exclude_classes: list[int], batch_size: int,
+                 val_size: int, train_size: int, test_size: int, learning_rate: float, z1: list[int],
+                 z2: list[int], channels: list[int], eval_noise_seed: int, data: ImageData | None = None) -> None:
+        if not all(isinstance(c, int) and not isinstance(c, bool) for c in exclude_classes):
+            raise UserError(f"task option 'exclude_classes' must be a list of class numbers, got {exclude_classes!r}")
+        if not all(isinstance(c, int) and not isinstance(c, bool) and c > 0 for c in channels):
+            raise UserError(f"task option 'channels' must be a list of positive integers, got {channels!r}")
+        self.z1, self.z2 = _latent(z1, "z1"), _latent(z2, "z2")
+        self.eval_noise_seed = eval_noise_seed
+        self.device = resolve_device(env.device)
+        self.data = data or load(dataset, data_dir or None, exclude_classes, val_size, train_size, test_size)
+        self.batch_size = batch_size
+        self.seed = env.seed
+        self.learning_rate = learning_rate
         self.shape = tuple(self.data.x_train.shape[1:])
         size = self.shape[-1]
-        self.channels = self.opts["channels"] or ([16, 32] if size == 28 else [32, 64, 128, 256])
+        self.channels = channels or ([16, 32] if size == 28 else [32, 64, 128, 256])
         if size % (2 ** len(self.channels)):
             raise UserError(f"images of size {size} cannot pass {len(self.channels)} stride-2 convolutions")
-        perf = config.performance
-        self.memory_format = torch.channels_last if perf.channels_last else torch.contiguous_format
-        self.autocast_dtype = torch.bfloat16 if perf.precision == "bf16" else None
+        self.memory_format = torch.channels_last if env.channels_last else torch.contiguous_format
+        self.autocast_dtype = torch.bfloat16 if env.precision == "bf16" else None
         self._x_train = self.data.x_train.to(self.device)
         self._x_val = self._as_float(self.data.x_val.to(self.device))
 
@@ -87,11 +95,14 @@ class GSVAETask:
 
     def build_model(self) -> nn.Module:
         c, size = self.shape[0], self.shape[-1]
-        model = DualGSVAE(c, size, list(self.channels), tuple(self.opts["z1"]), tuple(self.opts["z2"]))
+        model = DualGSVAE(c, size, list(self.channels), self.z1, self.z2)
         return model.to(self.device, memory_format=self.memory_format)
 
     def build_optimizer(self, model: nn.Module) -> torch.optim.Optimizer:
         return torch.optim.Adam(model.parameters(), lr=self.learning_rate)
+
+    def batch_count(self) -> int:
+        return -(-len(self._x_train) // self.batch_size)
 
     def batches(self, epoch: int) -> Iterator[torch.Tensor]:
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
@@ -120,7 +131,7 @@ class GSVAETask:
     @torch.no_grad()
     def _passes(self, model: nn.Module, x: torch.Tensor, tau: float, hard: bool = False) -> Iterator[tuple[Any, ...]]:
         model.eval()
-        g = torch.Generator(device=self.device).manual_seed(self.opts["eval_noise_seed"])
+        g = torch.Generator(device=self.device).manual_seed(self.eval_noise_seed)
         for i in range(0, len(x), EVAL_BATCH):
             xb = x[i:i + EVAL_BATCH]
             with self._autocast():

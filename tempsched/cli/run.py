@@ -1,0 +1,124 @@
+"""``tempsched run``: train a population, or resume one, into a run directory."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any, List, Optional
+
+import typer
+from rich.console import Console
+
+from tempsched import rundir, training
+from tempsched.cli import options as opt
+from tempsched.cli.live import RichReporter
+from tempsched.config import RunConfig, layer, load_toml
+from tempsched.errors import UserError
+from tempsched.plugins import PluginManager
+
+DATA, POPULATION, TEMPERATURE, SPEED, OUTPUT = "Data", "Population", "Temperature", "Speed", "Output"
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def _default_out(plugin: str) -> Path:
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    base = Path("runs") / f"{plugin}-{stamp}"
+    path, k = base, 1
+    while path.exists():
+        k += 1
+        path = Path(f"{base}-{k}")
+    return path
+
+
+def config_from_options(manager: PluginManager, config_file: Optional[Path], given: dict[str, Any],
+                        params: List[str], options: List[str]) -> RunConfig:
+    """The one config path from the command line: defaults <- ``--config`` TOML <- options."""
+    toml = load_toml(config_file) if config_file is not None else {}
+    return layer(manager.registry, toml, opt.overrides(given, params, options))
+
+
+def run(
+    plugin: Optional[str] = typer.Option(None, help="Preset to run: 'paper-default' (the paper's population), "
+                                         "'standard-annealing' (the baseline), or one a plugin adds.",
+                                         rich_help_panel=POPULATION),
+    members: Optional[int] = typer.Option(None, help="Population size n (paper: 5 or 8).", rich_help_panel=POPULATION),
+    epochs: Optional[int] = typer.Option(None, help="Epochs to train (default 10).", rich_help_panel=POPULATION),
+    seed: Optional[int] = typer.Option(None, help="Seed of initial weights, batch order and Gumbel noise.",
+                                       rich_help_panel=POPULATION),
+    select_on: Optional[str] = typer.Option(None, help="'val' (held-out -ELBO, default) or 'train' "
+                                            "(the paper's mean training loss).", rich_help_panel=POPULATION),
+    param: Optional[List[str]] = typer.Option(None, help="Set a part's parameter: NAME=VALUE (every part of the "
+                                              "preset that takes NAME) or PART.NAME=VALUE; repeatable. "
+                                              "'tempsched plugins' lists them.", rich_help_panel=POPULATION),
+    patience: Optional[int] = typer.Option(None, help="Shortcut for --param patience=N (paper-default).",
+                                           rich_help_panel=POPULATION),
+    feedback_lr: Optional[float] = typer.Option(None, help="Shortcut for --param feedback_lr=X (paper-default).",
+                                                rich_help_panel=POPULATION),
+    tau_initial: Optional[float] = typer.Option(None, help="Starting temperature of every member.",
+                                                rich_help_panel=TEMPERATURE),
+    tau_min: Optional[float] = typer.Option(None, help="Lower temperature bound.", rich_help_panel=TEMPERATURE),
+    tau_max: Optional[float] = typer.Option(None, help="Upper temperature bound.", rich_help_panel=TEMPERATURE),
+    dataset: Optional[str] = typer.Option(None, help="sample (embedded MNIST digits, works offline), mnist, "
+                                          "fashion-mnist, cifar10-jpeg, cifar10-exact, cifar10 or celeba.",
+                                          rich_help_panel=DATA),
+    data_dir: Optional[str] = typer.Option(None, help="Folder holding the data set (torchvision layout).",
+                                           rich_help_panel=DATA),
+    batch_size: Optional[int] = typer.Option(None, help="Images per training step (default 128).",
+                                             rich_help_panel=DATA),
+    exclude_classes: Optional[str] = typer.Option(None, help="Train without these classes, e.g. '2,3'.",
+                                                  rich_help_panel=DATA),
+    train_size: Optional[int] = typer.Option(None, help="Use only the first N training images.",
+                                             rich_help_panel=DATA),
+    val_size: Optional[int] = typer.Option(None, help="Validation images carved from the training set.",
+                                           rich_help_panel=DATA),
+    test_size: Optional[int] = typer.Option(None, help="Use only the first N test images.", rich_help_panel=DATA),
+    learning_rate: Optional[float] = typer.Option(None, help="Adam learning rate (default 1e-3).",
+                                                  rich_help_panel=DATA),
+    option: Optional[List[str]] = typer.Option(None, help="Set a task option: NAME=VALUE, e.g. z1=[8,4]; "
+                                               "repeatable.", rich_help_panel=DATA),
+    device: Optional[str] = typer.Option(None, help="cpu, cuda or auto (CUDA where there is one).",
+                                         rich_help_panel=SPEED),
+    backend: Optional[str] = typer.Option(None, help="Member steps: loop (one after another), vmap (vectorised) "
+                                          "or auto (vmap on a GPU, loop on a CPU; default).", rich_help_panel=SPEED),
+    precision: Optional[str] = typer.Option(None, help="fp32 (default) or bf16 (autocast; fast only on "
+                                            "hardware with bf16 units).", rich_help_panel=SPEED),
+    channels_last: Optional[bool] = typer.Option(None, "--channels-last/--no-channels-last",
+                                                 help="NHWC memory layout for the convolutions.",
+                                                 rich_help_panel=SPEED),
+    threads: Optional[int] = typer.Option(None, help="CPU threads for torch (0: one per core, the default).",
+                                          rich_help_panel=SPEED),
+    config: Optional[Path] = typer.Option(None, help="TOML configuration (e.g. a run's config.toml); "
+                                          "options given here override it.", rich_help_panel=OUTPUT),
+    out: Optional[Path] = typer.Option(None, help="Run directory to create (default runs/<preset>-<time>).",
+                                       rich_help_panel=OUTPUT),
+    resume: Optional[Path] = typer.Option(None, help="Continue the run in this directory from its last finished "
+                                          "epoch (only --epochs, --threads, --device, --backend may change).",
+                                          rich_help_panel=OUTPUT),
+) -> None:
+    """Train a population and save the best member (the main job)."""
+    given = {k: v for k, v in locals().items() if k in opt.SHORTCUTS and v is not None}
+    manager = PluginManager()
+    if resume is not None:
+        changed = set(given) - set(opt.RESUMABLE)
+        if config is not None or out is not None or changed or param or option:
+            raise UserError(f"--resume continues the saved configuration: only "
+                            f"{', '.join('--' + n for n in opt.RESUMABLE)} may be given with it")
+        resolved = training.load_run_config(resume, manager, opt.overrides(given))
+        run_dir = resume
+    else:
+        resolved = config_from_options(manager, config, given, param or [], option or [])
+        run_dir = out or _default_out(resolved.plugin)
+    reporter = RichReporter(console)
+    manager.register(reporter, name="tempsched.cli-live")
+    try:
+        training.execute(resolved, manager, run_dir, resume=resume is not None)
+    except KeyboardInterrupt:
+        if (Path(run_dir) / rundir.STATE).is_file():
+            err_console.print(f"interrupted: resume with  tempsched run --resume {run_dir}")
+        else:
+            err_console.print("interrupted before the first epoch finished: nothing was saved")
+        raise typer.Exit(130) from None
+    finally:
+        reporter.close()
