@@ -223,3 +223,62 @@ def test_tune_takes_run_options_and_rejects_bad_ones_in_one_line(tmp_path: Path,
     code, _, stderr = cli("tune", "--plugin", "standard-annealing", "--patience", "2", "--out", str(tmp_path / "s"),
                           capsys=capsys)
     _one_line_error(code, stderr, "has no part that takes parameter 'patience'")
+
+
+def test_a_population_that_cannot_fit_in_memory_is_refused(tmp_path: Path, tiny_config: Path, capsys) -> None:
+    code, _, stderr = cli("run", "--config", str(tiny_config), "--members", "1000000", "--train-size", "320",
+                          "--out", str(tmp_path / "run"), capsys=capsys)
+    _one_line_error(code, stderr, "1000000 members need at least")
+    assert not (tmp_path / "run").exists()
+
+
+def test_out_that_is_a_file_is_one_line(tmp_path: Path, tiny_config: Path, capsys) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    code, _, stderr = cli("run", "--config", str(tiny_config), *TINY, "--epochs", "1", "--out", str(blocker / "run"),
+                          capsys=capsys)
+    _one_line_error(code, stderr, "error:")
+    assert blocker.read_text() == "not a folder"
+
+
+def test_a_full_disk_is_one_line(tmp_path: Path, tiny_config: Path, monkeypatch, capsys) -> None:
+    import errno
+
+    def no_space(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "run" / "state.pt"))
+
+    monkeypatch.setattr(torch, "save", no_space)
+    code, _, stderr = cli("run", "--config", str(tiny_config), *TINY, "--epochs", "1", "--out", str(tmp_path / "run"),
+                          capsys=capsys)
+    _one_line_error(code, stderr, "No space left on device")
+
+
+def test_tune_report_into_a_file_is_one_line(tmp_path: Path, capsys) -> None:
+    from toy import toy_settings
+
+    from tempsched import tune
+
+    settings = toy_settings(tmp_path / "study", trials=1)
+    tune.run_study(settings)
+    target = tmp_path / "taken"
+    target.write_text("x")
+    code, _, stderr = cli("tune", "report", str(tmp_path / "study"), "--out", str(target), capsys=capsys)
+    _one_line_error(code, stderr, "error:")
+
+
+class _Payload:
+    """Pickles to a call that would create a file: what a malicious checkpoint carries."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def test_a_malicious_checkpoint_is_refused_without_running_it(finished_run: Path, tmp_path: Path, capsys) -> None:
+    marker = tmp_path / "pwned"
+    torch.save({"format": "tempsched-state-1", "population": _Payload(marker)}, finished_run / "state.pt")
+    code, _, stderr = cli("run", "--resume", str(finished_run), "--epochs", "2", capsys=capsys)
+    _one_line_error(code, stderr, "corrupt or not a tempsched file")
+    assert not marker.exists()

@@ -11,7 +11,7 @@ from rich.console import Console
 
 from tempsched import __version__
 from tempsched.cli import plugins_cmd, run, tune
-from tempsched.errors import UserError
+from tempsched.errors import UserError, describe_exception
 
 app = typer.Typer(
     add_completion=False,
@@ -53,4 +53,9 @@ def main(argv: Optional[list[str]] = None) -> None:
     except typer.Abort:
         err.print("interrupted")
         sys.exit(130)
+    except OSError as exc:  # the machine said no: a full disk, a path that is a file, no permission
+        where = f" ({exc.filename})" if exc.filename else ""
+        err.print(f"error: {exc.strerror or describe_exception(exc)}{where}", highlight=False, markup=False,
+                  soft_wrap=True)
+        sys.exit(2)
     sys.exit(code if isinstance(code, int) else 0)
