@@ -6,6 +6,7 @@ Everything a plugin author needs is importable from here: ``hookimpl``, the part
 """
 
 from tempsched.errors import UserError
+from tempsched.evaluation import EvalContext, Evaluation, Report
 from tempsched.hookspecs import hookimpl
 from tempsched.parts import (EpochContext, FeedbackRule, Param, Part, Preset, Range, Schedule, SelectionPolicy,
                              StepContext)
@@ -13,7 +14,7 @@ from tempsched.records import BatchProgress, EpochRecord, RunInfo, RunSummary
 from tempsched.task import Task, TaskEnv
 
 __all__ = [
-    "BatchProgress", "EpochContext", "EpochRecord", "FeedbackRule", "Param", "Part", "Preset", "Range", "RunInfo",
+    "BatchProgress", "EpochContext", "EvalContext", "Evaluation", "Report", "EpochRecord", "FeedbackRule", "Param", "Part", "Preset", "Range", "RunInfo",
     "RunSummary", "Schedule", "SelectionPolicy", "StepContext", "Task", "TaskEnv", "UserError", "hookimpl",
     "__version__",
 ]

@@ -79,6 +79,15 @@ def tempsched_register_presets(register: Register) -> None:
 
 
 @hookspec
+def tempsched_register_evaluations(register: Register) -> None:
+    """Add evaluations: ``register(EvaluationClass)`` for each ``tempsched.Evaluation`` subclass.
+
+    ``tempsched eval NAME RUN_DIR...`` builds the class from its declared parameters (``--param``) and
+    calls its ``run(ctx)``, which fills a report folder; ``tempsched plugins`` lists them.
+    """
+
+
+@hookspec
 def tempsched_search_space(preset: Preset, space: SearchSpace) -> None:
     """Change the parameters ``tempsched tune`` samples for runs of ``preset``.
 

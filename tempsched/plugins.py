@@ -17,6 +17,7 @@ import pluggy
 
 from tempsched import hookspecs
 from tempsched.errors import UserError, describe_exception
+from tempsched.evaluation import Evaluation
 from tempsched.parts import FeedbackRule, Preset, Schedule, SelectionPolicy
 from tempsched.space import SearchSpace
 
@@ -52,6 +53,7 @@ KINDS: tuple[Kind, ...] = (
     Kind("tasks", "task", lambda item: isinstance(item, type) and hasattr(item, "params"),
          "a task class with name and params"),
     Kind("presets", "preset", lambda item: isinstance(item, Preset), "a tempsched.Preset"),
+    Kind("evaluations", "evaluation", _subclass(Evaluation), "a tempsched.Evaluation subclass"),
 )
 
 
@@ -64,6 +66,7 @@ class Registry:
     selection_policies: dict[str, type] = field(default_factory=dict)
     tasks: dict[str, type] = field(default_factory=dict)
     presets: dict[str, Preset] = field(default_factory=dict)
+    evaluations: dict[str, type] = field(default_factory=dict)
     owners: dict[tuple[str, str], str] = field(default_factory=dict)
 
     def get(self, kind: str, name: str) -> Any:

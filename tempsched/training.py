@@ -307,3 +307,44 @@ def finish(run: rd.RunDir, built: Built, config: RunConfig, train_seconds: float
         data=data_text)
     run.write_json(rd.SUMMARY, {k: (str(v) if isinstance(v, Path) else v) for k, v in summary.__dict__.items()})
     return summary
+
+
+def cached_run_dir(config: RunConfig, root: Path) -> Path:
+    """Where ``ensure_run`` keeps the run of ``config``: named by its preset, epochs and fingerprint."""
+    return Path(root) / f"{config.plugin}-e{config.epochs}-{rd.fingerprint(config.to_dict())[:12]}"
+
+
+def ensure_run(config: RunConfig, manager: PluginManager, root: Path) -> Path:
+    """A finished run of ``config`` under ``root``: reused when it finished, resumed when it was cut off,
+    trained otherwise. Evaluations and the reproduction script call this, so their work survives a
+    session that ends mid-way and is never done twice."""
+    run_dir = cached_run_dir(config, root)
+    if (run_dir / rd.SUMMARY).is_file():
+        return run_dir
+    execute(config, manager, run_dir, resume=(run_dir / rd.STATE).is_file())
+    return run_dir
+
+
+@dataclass
+class LoadedRun:
+    """A finished run's configuration, its task (data loaded) and its best model, ready to evaluate."""
+
+    run_dir: Path
+    config: RunConfig
+    task: Task
+    model: torch.nn.Module
+    tau: float
+    best: dict[str, Any]
+
+
+def load_best(run_dir: Path, manager: PluginManager, task: Task | None = None) -> LoadedRun:
+    """Load the best model of a finished run (weights only), with its task; ``task`` reuses one already built."""
+    config = load_run_config(run_dir, manager)
+    best = rd.load_torch(Path(run_dir) / rd.BEST, rd.BEST_FORMAT)
+    task = task or build_task(config, manager)
+    model = task.build_model()
+    try:
+        model.load_state_dict(best["model"])
+    except (KeyError, RuntimeError) as exc:
+        raise UserError(f"{Path(run_dir) / rd.BEST} does not fit the run's model: {str(exc)[:120]}") from None
+    return LoadedRun(Path(run_dir), config, task, model, float(best["tau"]), best)

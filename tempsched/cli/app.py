@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 
 from tempsched import __version__
-from tempsched.cli import plugins_cmd, run, tune
+from tempsched.cli import eval_cmd, plugins_cmd, run, tune
 from tempsched.errors import UserError, describe_exception
 
 app = typer.Typer(
@@ -22,6 +22,7 @@ app = typer.Typer(
 app.command()(run.run)
 app.command(name="plugins")(plugins_cmd.plugins)
 app.add_typer(tune.tune_app, name="tune")
+app.command(name="eval")(eval_cmd.evaluate)
 
 
 def _show_version(value: bool) -> None:

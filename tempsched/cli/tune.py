@@ -44,20 +44,22 @@ def _keep_run_option(ctx: Any, param: Any, value: Any) -> Any:
     return value
 
 
-def adopt_run_options(root: Any) -> None:
-    """Give the ``tune`` command of the built click app every option of ``run`` (but --out, --resume).
+def adopt_run_options(root: Any, commands: tuple[str, ...] = ("tune", "eval")) -> None:
+    """Give the ``tune`` and ``eval`` commands of the built click app every option of ``run`` (but --out,
+    --resume).
 
     Each is a copy of run's own parsed option, so help, types and panels are the same; its value goes to
     the context instead of a function argument.
     """
-    run_command, tune_group = root.commands["run"], root.commands["tune"]
-    for param in run_command.params:
-        if param.name in RUN_OPTIONS_NOT_TAKEN:
-            continue
-        adopted = copy.copy(param)
-        adopted.expose_value = False
-        adopted.callback = _keep_run_option
-        tune_group.params.append(adopted)
+    run_command = root.commands["run"]
+    for name in commands:
+        for param in run_command.params:
+            if param.name in RUN_OPTIONS_NOT_TAKEN:
+                continue
+            adopted = copy.copy(param)
+            adopted.expose_value = False
+            adopted.callback = _keep_run_option
+            root.commands[name].params.append(adopted)
 
 
 def best_table(study: optuna.Study, k: int = 5) -> Table:

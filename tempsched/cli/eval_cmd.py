@@ -1,0 +1,104 @@
+"""``tempsched eval NAME [RUN_DIR...]``: run an evaluation a plugin registered and write its report folder.
+
+``eval`` also takes every option of ``tempsched run`` (but --out and --resume): they make the base
+configuration of evaluations that train their own runs (``n-sweep``, ``unseen``). The evaluation's own
+options are set with ``--set NAME=VALUE``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any, Callable, List, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from tempsched import training
+from tempsched.cli import options as opt
+from tempsched.cli.run import config_from_options
+from tempsched.cli.tune import RUN_OPTIONS
+from tempsched.errors import UserError
+from tempsched.evaluation import EvalContext, Report
+from tempsched.plugins import PluginManager
+
+console = Console()
+
+
+def _default_out(name: str) -> Path:
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    base = Path("reports") / f"{name}-{stamp}"
+    path, k = base, 1
+    while path.exists():
+        k += 1
+        path = Path(f"{base}-{k}")
+    return path
+
+
+def build_evaluation(manager: PluginManager, name: str, settings: dict[str, Any]) -> Any:
+    """Evaluation ``name`` built from its declared parameters, each checked (one-line errors)."""
+    cls = manager.registry.get("evaluations", name)
+    values = {key: param.default for key, param in cls.params.items()}
+    for key, value in settings.items():
+        if key not in cls.params:
+            raise UserError(f"evaluation '{name}' has no option '{key}' (its options: {', '.join(cls.params) or 'none'})")
+        values[key] = value
+    checked = {key: cls.params[key].check(value, f"evaluation option '{key}'") for key, value in values.items()}
+    return training.build_part(manager, "evaluations", name, checked)
+
+
+def evaluate(
+    ctx: typer.Context,
+    name: str = typer.Argument(..., help="Evaluation to run ('tempsched plugins' lists them)."),
+    runs: Optional[List[Path]] = typer.Argument(None, help="Run directories to evaluate."),
+    out: Optional[Path] = typer.Option(None, help="Report folder (default reports/NAME-<time>).",
+                                       rich_help_panel="Evaluation"),
+    cache: Path = typer.Option(Path("runs/eval"), help="Where runs the evaluation trains are kept; a finished run "
+                               "of the same configuration is reused, an unfinished one resumed.",
+                               rich_help_panel="Evaluation"),
+    set_: Optional[List[str]] = typer.Option(None, "--set", help="An option of the evaluation: NAME=VALUE "
+                                             "(repeatable; 'tempsched plugins' lists them).",
+                                             rich_help_panel="Evaluation"),
+) -> None:
+    """Run an evaluation (a paper experiment) and write report.md, results.json and its figures."""
+    manager = PluginManager()
+    settings = {key.partition(".")[2]: value for key, value in opt.assignments(set_ or [], "--set", "eval").items()}
+    evaluation = build_evaluation(manager, name, settings)
+    run_values = dict(ctx.meta.get(RUN_OPTIONS, {}))
+    config_file = run_values.pop("config", None)
+    params, options = run_values.pop("param", None) or [], run_values.pop("option", None) or []
+    base = config_from_options(manager, config_file, run_values, params, options)
+    run_dirs = list(runs or [])
+    for run_dir in run_dirs:
+        training.load_run_config(run_dir, manager)  # not a run directory: one line, before any work
+    if len(run_dirs) < evaluation.needs_runs:
+        raise UserError(f"evaluation '{name}' needs {evaluation.needs_runs} run director"
+                        f"{'y' if evaluation.needs_runs == 1 else 'ies'}, got {len(run_dirs)}")
+    report_dir = out or _default_out(name)
+    report = Report(report_dir, evaluation.title or name)
+    with _progress() as progress:
+        context = EvalContext(runs=run_dirs, base=base, report=report, progress=progress,
+                              train=lambda config: training.ensure_run(config, manager, cache))
+        evaluation.run(context)
+    report.write({"evaluation": name, "options": {k: getattr(evaluation, k, v) for k, v in settings.items()},
+                  "runs": [str(r) for r in run_dirs], "base": base.to_dict()})
+    console.print(f"report: {report_dir / 'report.md'}", highlight=False)
+
+
+class _progress:
+    """Rich progress bars on a terminal (one per loop an evaluation reports), nothing elsewhere."""
+
+    def __enter__(self) -> Callable[[str, int], Callable[[int], None]]:
+        self.bars = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                             TimeRemainingColumn(), console=console, disable=not console.is_terminal)
+        self.bars.start()
+
+        def start(description: str, total: int) -> Callable[[int], None]:
+            task = self.bars.add_task(description, total=total)
+            return lambda advance=1: self.bars.advance(task, advance)
+
+        return start
+
+    def __exit__(self, *exc: Any) -> None:
+        self.bars.stop()
