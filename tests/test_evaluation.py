@@ -1,0 +1,98 @@
+"""The evaluation core: a plugin's evaluation runs through `tempsched eval`, writes its report folder, and
+every bad input is one line."""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tempsched import EvalContext, Evaluation, Param, hookimpl
+from tempsched.plugins import PluginManager
+from test_cli import TINY, _one_line_error, cli
+
+
+class Count(Evaluation):
+    """Counts the metric rows of each run it is given and trains one more run of the base config."""
+
+    name = "count"
+    title = "Row counts"
+    params = {"scale": Param(1.0, "multiplies every count", low=0.0), "train": Param(False, "also train one run")}
+
+    def __init__(self, scale: float, train: bool) -> None:
+        self.scale, self.train = scale, train
+
+    def run(self, ctx: EvalContext) -> None:
+        rows = [[str(r), self.scale * len((r / "metrics.jsonl").read_text().splitlines())] for r in ctx.need_runs()]
+        ctx.report.table("counts", ["run", "rows"], rows)
+        if self.train:
+            ctx.report.result("trained", str(ctx.train(ctx.base)))
+
+
+class _Plugin:
+    @hookimpl
+    def tempsched_register_evaluations(self, register: Any) -> None:
+        register(Count)
+
+
+@pytest.fixture
+def with_count(monkeypatch) -> None:
+    original = PluginManager.__init__
+
+    def init(self, *args: Any, **kwargs: Any) -> None:
+        original(self, *args, **kwargs)
+        self.register(_Plugin(), name="count-plugin")
+
+    monkeypatch.setattr(PluginManager, "__init__", init)
+
+
+@pytest.fixture
+def tiny_run(tmp_path: Path, capsys) -> Path:
+    out = tmp_path / "run"
+    code, _, err = cli("run", "--epochs", "1", *TINY, "--option", "z1=[8, 4]", "--option", "z2=[4, 4]",
+                       "--option", "channels=[8, 16]", "--out", str(out), capsys=capsys)
+    assert code == 0, err
+    return out
+
+
+def test_an_evaluation_writes_its_report_folder(with_count, tiny_run: Path, tmp_path: Path, capsys) -> None:
+    report = tmp_path / "report"
+    code, out, err = cli("eval", "count", str(tiny_run), "--set", "scale=2", "--out", str(report), capsys=capsys)
+    assert code == 0, err
+    assert "| run | rows |" in (report / "report.md").read_text()
+    assert json.loads((report / "results.json").read_text())["counts"] == [{"run": str(tiny_run), "rows": 6.0}]
+    assert tomllib.loads((report / "config.toml").read_text())["evaluation"] == "count"
+    assert not list(report.glob(".*.tmp"))  # atomic writes leave no temporary files
+
+
+def test_an_evaluation_trains_through_the_cache_and_reuses_it(with_count, tiny_run: Path, tmp_path: Path,
+                                                               capsys) -> None:
+    args = ["eval", "count", str(tiny_run), "--set", "train=true", "--epochs", "1", "--members", "2",
+            "--train-size", "320", "--val-size", "64", "--test-size", "64", "--batch-size", "64",
+            "--option", "z1=[8, 4]", "--option", "z2=[4, 4]", "--option", "channels=[8, 16]",
+            "--cache", str(tmp_path / "cache")]
+    assert cli(*args, "--out", str(tmp_path / "a"), capsys=capsys)[0] == 0
+    first = json.loads((tmp_path / "a" / "results.json").read_text())["trained"]
+    stamp = (Path(first) / "summary.json").stat().st_mtime_ns
+    assert cli(*args, "--out", str(tmp_path / "b"), capsys=capsys)[0] == 0
+    assert json.loads((tmp_path / "b" / "results.json").read_text())["trained"] == first
+    assert (Path(first) / "summary.json").stat().st_mtime_ns == stamp  # reused, not trained again
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["nope"], "unknown evaluation 'nope'"),
+    (["count"], "needs 1 run directory, got 0"),
+    (["count", "RUN", "--set", "scale=-1"], "evaluation option 'scale' must be >= 0.0"),
+    (["count", "RUN", "--set", "colour=1"], "evaluation 'count' has no option 'colour'"),
+    (["count", "RUN", "--set", "scale"], "--set takes NAME=VALUE"),
+    (["count", "NOT_A_RUN"], "run directory not found"),
+])
+def test_bad_input_is_one_line(with_count, tiny_run: Path, tmp_path: Path, args: list[str], needle: str,
+                               capsys) -> None:
+    args = [str(tiny_run) if a == "RUN" else str(tmp_path / "missing") if a == "NOT_A_RUN" else a for a in args]
+    code, _, stderr = cli("eval", *args, "--out", str(tmp_path / "report"), capsys=capsys)
+    _one_line_error(code, stderr, needle)
+    assert not (tmp_path / "report").exists()
