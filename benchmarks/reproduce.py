@@ -69,7 +69,7 @@ def _state(cell: Cell) -> str:
 def run_cell(cell: Cell, threads: int) -> None:
     """Train the cell's population (reused or resumed if there), then run its evaluations."""
     from tempsched import training
-    from tempsched.cli.eval_cmd import build_evaluation
+    from tempsched.cli.eval_cmd import evaluation_options
     from tempsched.evaluation import EvalContext, Report
     from tempsched.plugins import PluginManager
 
@@ -84,10 +84,11 @@ def run_cell(cell: Cell, threads: int) -> None:
             continue
         out = REPRO / "reports" / cell.name / name
         report = Report(out, f"{cell.name}: {name}")
-        evaluation = build_evaluation(manager, name, settings)
+        chosen = evaluation_options(manager, name, settings)
+        evaluation = training.build_part(manager, "evaluations", name, chosen)
         evaluation.run(EvalContext(runs=[run_dir], base=config, report=report,
                                    train=lambda c: training.ensure_run(c, manager, REPRO)))
-        report.write({"evaluation": name, "options": settings, "runs": [str(run_dir)], "base": config.to_dict()})
+        report.write({"evaluation": name, "options": chosen, "runs": [str(run_dir)], "base": config.to_dict()})
         reports[name] = str(out.relative_to(ROOT))
     record = {"cell": cell.name, "run": str(run_dir.relative_to(ROOT)), "reports": reports,
               "complete": len(reports) == len(cell.evaluations), "seconds_this_session": time.time() - started}

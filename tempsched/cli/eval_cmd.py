@@ -36,16 +36,15 @@ def _default_out(name: str) -> Path:
     return path
 
 
-def build_evaluation(manager: PluginManager, name: str, settings: dict[str, Any]) -> Any:
-    """Evaluation ``name`` built from its declared parameters, each checked (one-line errors)."""
+def evaluation_options(manager: PluginManager, name: str, settings: dict[str, Any]) -> dict[str, Any]:
+    """Every option of evaluation ``name``: its declared defaults with ``settings`` over them, each checked."""
     cls = manager.registry.get("evaluations", name)
     values = {key: param.default for key, param in cls.params.items()}
     for key, value in settings.items():
         if key not in cls.params:
             raise UserError(f"evaluation '{name}' has no option '{key}' (its options: {', '.join(cls.params) or 'none'})")
         values[key] = value
-    checked = {key: cls.params[key].check(value, f"evaluation option '{key}'") for key, value in values.items()}
-    return training.build_part(manager, "evaluations", name, checked)
+    return {key: cls.params[key].check(value, f"evaluation option '{key}'") for key, value in values.items()}
 
 
 def evaluate(
@@ -64,7 +63,8 @@ def evaluate(
     """Run an evaluation (a paper experiment) and write report.md, results.json and its figures."""
     manager = PluginManager()
     settings = {key.partition(".")[2]: value for key, value in opt.assignments(set_ or [], "--set", "eval").items()}
-    evaluation = build_evaluation(manager, name, settings)
+    chosen = evaluation_options(manager, name, settings)
+    evaluation = training.build_part(manager, "evaluations", name, chosen)
     run_values = dict(ctx.meta.get(RUN_OPTIONS, {}))
     config_file = run_values.pop("config", None)
     params, options = run_values.pop("param", None) or [], run_values.pop("option", None) or []
@@ -81,8 +81,7 @@ def evaluate(
         context = EvalContext(runs=run_dirs, base=base, report=report, progress=progress,
                               train=lambda config: training.ensure_run(config, manager, cache))
         evaluation.run(context)
-    report.write({"evaluation": name, "options": {k: getattr(evaluation, k, v) for k, v in settings.items()},
-                  "runs": [str(r) for r in run_dirs], "base": base.to_dict()})
+    report.write({"evaluation": name, "options": chosen, "runs": [str(r) for r in run_dirs], "base": base.to_dict()})
     console.print(f"report: {report_dir / 'report.md'}", highlight=False)
 
 
