@@ -29,6 +29,8 @@ DEFAULT_PLUGINS: dict[str, str] = {
     "gsvae": "tempsched.gsvae.plugin",
     "paper-default": "tempsched_plugins.paper_default",
     "standard-annealing": "tempsched_plugins.standard_annealing",
+    "replay": "tempsched_plugins.replay",
+    "tensorboard": "tempsched_plugins.tensorboard",
 }
 
 

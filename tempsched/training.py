@@ -23,6 +23,7 @@ from tempsched.plugins import PluginManager
 from tempsched.steppers import choose_stepper
 from tempsched.records import BatchProgress, EpochRecord, RunInfo, RunSummary
 from tempsched.task import Task, TaskEnv
+from tempsched.trajectories import POLICY, plot_trajectories, write_policy
 
 EpochCallback = Callable[[EpochRecord], None]
 
@@ -254,6 +255,7 @@ def _train(run: rd.RunDir, built: Built, config: RunConfig, manager: PluginManag
             "best_epoch": best_epoch, "train_seconds": train_seconds,
             "wall_seconds": wall_before + time.perf_counter() - started, **identity,
         })
+        write_policy(run.path, run.read_metrics())  # after state.pt: a failed first epoch leaves no stray file
         record = dataclasses.replace(record, save_seconds=time.perf_counter() - t_save)
         manager.notify("tempsched_epoch_end", record=record)
         if on_epoch is not None:
@@ -298,6 +300,7 @@ def finish(run: rd.RunDir, built: Built, config: RunConfig, train_seconds: float
     tau = float(best["tau"])
     metrics = built.task.test_metrics(model, tau)
     files = {"config": rd.CONFIG, "metrics": rd.METRICS, "best model": rd.BEST, "state": rd.STATE,
+             "policy": POLICY, "trajectories": plot_trajectories(run.path, run.read_metrics()),
              **built.task.save_artifacts(model, tau, run.path), "summary": rd.SUMMARY}
     images = built.task.train_examples * config.epochs
     summary = RunSummary(
