@@ -17,9 +17,9 @@ import json
 import os
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = "../shared/datasets"
@@ -35,7 +35,6 @@ class Cell:
     budget: str
     run: dict[str, Any]  # the population's configuration (TOML-shaped)
     evaluations: tuple[tuple[str, dict[str, Any]], ...] = ()
-    extra_runs: tuple[dict[str, Any], ...] = field(default_factory=tuple)
 
 
 def _gsvae(dataset: str, **task: Any) -> dict[str, Any]:

@@ -14,7 +14,7 @@ import pytest
 import typer
 
 from tempsched.cli.app import app
-from tempsched.cli.tune import adopt_run_options
+from tempsched.cli.options import adopt_run_options
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]

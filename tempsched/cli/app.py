@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 
 from tempsched import __version__
-from tempsched.cli import eval_cmd, plugins_cmd, run, tune
+from tempsched.cli import eval_cmd, options, plugins_cmd, run, tune
 from tempsched.errors import UserError, describe_exception
 
 app = typer.Typer(
@@ -41,7 +41,7 @@ def main(argv: Optional[list[str]] = None) -> None:
     """Console entry point: run the app; a user error or a bad option is one line and exit status 2."""
     err = Console(stderr=True)
     command = typer.main.get_command(app)
-    tune.adopt_run_options(command)
+    options.adopt_run_options(command)
     try:
         code = command.main(args=argv, prog_name="tempsched", standalone_mode=False)
     except UserError as exc:

@@ -17,8 +17,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from tempsched import training
 from tempsched.cli import options as opt
-from tempsched.cli.run import config_from_options
-from tempsched.cli.tune import RUN_OPTIONS
+from tempsched.cli.run import config_from_context
 from tempsched.errors import UserError
 from tempsched.evaluation import EvalContext, Report
 from tempsched.plugins import PluginManager
@@ -65,10 +64,7 @@ def evaluate(
     settings = {key.partition(".")[2]: value for key, value in opt.assignments(set_ or [], "--set", "eval").items()}
     chosen = evaluation_options(manager, name, settings)
     evaluation = training.build_part(manager, "evaluations", name, chosen)
-    run_values = dict(ctx.meta.get(RUN_OPTIONS, {}))
-    config_file = run_values.pop("config", None)
-    params, options = run_values.pop("param", None) or [], run_values.pop("option", None) or []
-    base = config_from_options(manager, config_file, run_values, params, options)
+    base = config_from_context(manager, ctx)
     run_dirs = list(runs or [])
     for run_dir in run_dirs:
         training.load_run_config(run_dir, manager)  # not a run directory: one line, before any work

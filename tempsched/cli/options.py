@@ -8,6 +8,7 @@ that key exists for the run.
 
 from __future__ import annotations
 
+import copy
 import tomllib
 from typing import Any, Iterable, Mapping
 
@@ -26,6 +27,9 @@ SHORTCUTS: dict[str, str] = {
     "backend": "performance.backend", "precision": "performance.precision",
     "channels_last": "performance.channels_last", "threads": "performance.threads",
 }
+
+RUN_OPTIONS_NOT_TAKEN = ("out", "resume")
+RUN_OPTIONS = "tempsched.run-options"  # where the adopted options' values wait in the click context
 
 # Settings a resumed run may change: they do not change what the run computes (beyond a stated tolerance).
 RESUMABLE = ("epochs", "device", "backend", "threads")
@@ -69,3 +73,31 @@ def overrides(given: Mapping[str, Any], params: Iterable[str] = (), options: Ite
     out.update(assignments(params, "--param", "params"))
     out.update(assignments(options, "--option", "task_options"))
     return out
+
+
+def _keep_run_option(ctx: Any, param: Any, value: Any) -> Any:
+    ctx.meta.setdefault(RUN_OPTIONS, {})[param.name] = value
+    return value
+
+
+def adopt_run_options(root: Any, commands: tuple[str, ...] = ("tune", "eval")) -> None:
+    """Give the ``tune`` and ``eval`` commands of the built click app every option of ``run`` (but --out,
+    --resume).
+
+    Each is a copy of run's own parsed option, so help, types and panels are the same; its value goes to
+    the context instead of a function argument.
+    """
+    run_command = root.commands["run"]
+    for name in commands:
+        for param in run_command.params:
+            if param.name in RUN_OPTIONS_NOT_TAKEN:
+                continue
+            adopted = copy.copy(param)
+            adopted.expose_value = False
+            adopted.callback = _keep_run_option
+            root.commands[name].params.append(adopted)
+
+
+def run_values(ctx: Any) -> dict[str, Any]:
+    """The adopted run options a command received (``adopt_run_options``), by name."""
+    return dict(ctx.meta.get(RUN_OPTIONS, {}))

@@ -39,6 +39,14 @@ def config_from_options(manager: PluginManager, config_file: Optional[Path], giv
     return layer(manager.registry, toml, opt.overrides(given, params, options))
 
 
+def config_from_context(manager: PluginManager, ctx: Any) -> RunConfig:
+    """The configuration from the run options another command adopted (``tune``, ``eval``)."""
+    values = opt.run_values(ctx)
+    config_file = values.pop("config", None)
+    return config_from_options(manager, config_file, values, values.pop("param", None) or [],
+                               values.pop("option", None) or [])
+
+
 def run(
     plugin: Optional[str] = typer.Option(None, help="Preset to run: 'paper-default' (the paper's population), "
                                          "'standard-annealing' (the baseline), or one a plugin adds.",

@@ -1,13 +1,13 @@
 """``tempsched tune`` and ``tempsched tune report``: the command line of ``tempsched.tune``.
 
 ``tune`` takes every option of ``tempsched run`` except ``--out`` and ``--resume`` (a study has its own
-``--out`` and resumes by running the same command again). It does not redeclare them: ``adopt_run_options``
-gives the tune command run's own parsed options, and the study reads their values from the context.
+``--out`` and resumes by running the same command again). It does not redeclare them:
+``options.adopt_run_options`` gives the tune command run's own parsed options, and the study reads their
+values from the context (``options.run_values``).
 """
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 from typing import Any, List, Optional
 
@@ -18,14 +18,12 @@ from rich.live import Live
 from rich.table import Table
 
 from tempsched import tune
-from tempsched.cli.run import config_from_options
+from tempsched.cli.run import config_from_context
 from tempsched.config import load_toml
 from tempsched.errors import UserError
 from tempsched.plugins import PluginManager
 from tempsched.space import SearchSpace, parse_overrides
 
-RUN_OPTIONS_NOT_TAKEN = ("out", "resume")
-RUN_OPTIONS = "tempsched.run-options"  # where the adopted options' values wait in the click context
 
 console = Console()
 err_console = Console(stderr=True)
@@ -37,29 +35,6 @@ tune_app = typer.Typer(
          "is a whole population run. Also takes every option of 'tempsched run' but --out and --resume. "
          "'tempsched tune report STUDY_DIR' writes the study's plots.",
 )
-
-
-def _keep_run_option(ctx: Any, param: Any, value: Any) -> Any:
-    ctx.meta.setdefault(RUN_OPTIONS, {})[param.name] = value
-    return value
-
-
-def adopt_run_options(root: Any, commands: tuple[str, ...] = ("tune", "eval")) -> None:
-    """Give the ``tune`` and ``eval`` commands of the built click app every option of ``run`` (but --out,
-    --resume).
-
-    Each is a copy of run's own parsed option, so help, types and panels are the same; its value goes to
-    the context instead of a function argument.
-    """
-    run_command = root.commands["run"]
-    for name in commands:
-        for param in run_command.params:
-            if param.name in RUN_OPTIONS_NOT_TAKEN:
-                continue
-            adopted = copy.copy(param)
-            adopted.expose_value = False
-            adopted.callback = _keep_run_option
-            root.commands[name].params.append(adopted)
 
 
 def best_table(study: optuna.Study, k: int = 5) -> Table:
@@ -141,11 +116,8 @@ def study(
     """Run or resume a study; each trial is a full population run into STUDY_DIR/trials/<n>/."""
     if ctx.invoked_subcommand is not None:
         return
-    run_values = dict(ctx.meta.get(RUN_OPTIONS, {}))
-    config_file = run_values.pop("config", None)
-    params, options = run_values.pop("param", None) or [], run_values.pop("option", None) or []
     manager = PluginManager()
-    base = config_from_options(manager, config_file, run_values, params, options)
+    base = config_from_context(manager, ctx)
     preset = manager.registry.get("presets", base.plugin)
     search = manager.search_space(preset, SearchSpace.for_run(base, manager.registry))
     table = load_toml(space) if space is not None else {}
