@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 import time
 from dataclasses import dataclass
@@ -104,6 +105,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1, help="torch threads per run (default 1)")
     parser.add_argument("--list", action="store_true", help="list the cells and their state")
     args = parser.parse_args(argv)
+    # A stopped session sends SIGTERM: turn it into KeyboardInterrupt so a run cut before its first
+    # checkpoint cleans up after itself (later ones resume from their state.pt anyway).
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     os.chdir(ROOT)  # run directories and data paths are relative to the repository
     sys.path.insert(0, str(ROOT))
     wanted = [c for c in CELLS if not args.cells or c.name in args.cells.split(",")]

@@ -254,6 +254,17 @@ class RunDir:
             _remove_folders(made)
             raise
 
+    def discard_unstarted(self) -> None:
+        """Remove the files of a run that died before its first checkpoint (kill -9, power cut).
+
+        Such a run cannot be resumed (there is no state) and blocks a new run in its folder; nothing of
+        value is lost. Done under the lock, so a run still starting in the folder is never touched.
+        """
+        with _exclusive_lock(self.file(LOCK)):
+            if not self.file(STATE).exists():
+                for name in RUN_FILES:
+                    self.file(name).unlink(missing_ok=True)
+
     def _make_folders(self) -> list[Path]:
         """Create the run's folder and missing parents; return those this process made, outermost first."""
         made: list[Path] = []

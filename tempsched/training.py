@@ -324,7 +324,10 @@ def ensure_run(config: RunConfig, manager: PluginManager, root: Path) -> Path:
     run_dir = cached_run_dir(config, root)
     if (run_dir / rd.SUMMARY).is_file():
         return run_dir
-    execute(config, manager, run_dir, resume=(run_dir / rd.STATE).is_file())
+    resume = (run_dir / rd.STATE).is_file()
+    if not resume and run_dir.is_dir():
+        rd.RunDir(run_dir).discard_unstarted()
+    execute(config, manager, run_dir, resume=resume)
     return run_dir
 
 

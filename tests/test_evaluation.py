@@ -96,3 +96,16 @@ def test_bad_input_is_one_line(with_count, tiny_run: Path, tmp_path: Path, args:
     code, _, stderr = cli("eval", *args, "--out", str(tmp_path / "report"), capsys=capsys)
     _one_line_error(code, stderr, needle)
     assert not (tmp_path / "report").exists()
+
+
+def test_a_cached_run_that_died_before_its_first_checkpoint_is_trained_again(manager, tmp_path: Path) -> None:
+    from conftest import tiny_gsvae
+
+    from tempsched import training
+
+    config = tiny_gsvae(manager, epochs=1)
+    dead = training.cached_run_dir(config, tmp_path)
+    dead.mkdir(parents=True)
+    (dead / "config.toml").write_text(config.to_toml())  # what a kill -9 in the first epoch leaves
+    assert training.ensure_run(config, manager, tmp_path) == dead
+    assert (dead / "summary.json").is_file()
