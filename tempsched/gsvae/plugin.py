@@ -1,4 +1,4 @@
-"""Registers the GS-VAE task (a shipped plugin like any other)."""
+"""Registers the GS-VAE task and the paper's experiments on it (a shipped plugin like any other)."""
 
 from __future__ import annotations
 
@@ -12,3 +12,10 @@ def tempsched_register_tasks(register: Any) -> None:
     from tempsched.gsvae.task import GSVAETask
 
     register(GSVAETask)
+
+
+@hookimpl
+def tempsched_register_evaluations(register: Any) -> None:
+    from tempsched.gsvae.experiments.recon import Recon
+
+    register(Recon)
