@@ -1,10 +1,13 @@
 """Fill docs/reproduction.md cell by cell: the paper's experiments at the budgets of issue 11.
 
-Each cell trains its runs through ``training.ensure_run`` under ``runs/repro/`` (a finished run is reused,
-a cut-off one resumed), runs its evaluations into ``runs/repro/reports/<cell>/`` and records that it is
-done; rerun the script after a session ends and it continues where it stopped. ``--cells a,b`` runs only
-those; ``--list`` shows every cell with its state; ``--write-docs`` regenerates docs/reproduction.md from
-the finished cells (commentary lives in ``benchmarks/reproduction_notes.md`` and is copied in by heading).
+Each cell trains its runs through ``training.ensure_run`` in the cache folder (``--cache``, default
+``../repro-runs`` beside the repository, so a new checkout of the work tree keeps them; a finished run is
+reused, a cut-off one resumed) and runs its evaluations. A finished cell is copied into the repository,
+``docs/reproduction/<cell>/`` (its reports, figures and the population's summary, metrics and policy), so
+its figures survive without the cache. Rerun the script after a session ends and it continues where it
+stopped. ``--cells a,b`` runs only those; ``--list`` shows every cell with its state; ``--write-docs``
+regenerates docs/reproduction.md from docs/reproduction/ (commentary lives in
+``benchmarks/reproduction_notes.md`` and is copied in by heading).
 
     python benchmarks/reproduce.py --cells mnist-population --threads 1
     python benchmarks/reproduce.py --write-docs
@@ -24,34 +27,59 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = "../shared/datasets"
-REPRO = ROOT / "runs" / "repro"
+CACHE = ROOT.parent / "repro-runs"
+DOC = ROOT / "docs" / "reproduction.md"
+RESULTS = ROOT / "docs" / "reproduction"
+NOTES = ROOT / "benchmarks" / "reproduction_notes.md"
+RUN_FILES = ("summary.json", "metrics.jsonl", "policy.json", "trajectories.png", "config.toml")
 
 
 @dataclass(frozen=True)
 class Cell:
-    """One piece of docs/reproduction.md: the runs it trains and the evaluations that read them."""
+    """One piece of docs/reproduction.md: the runs it trains and the evaluations that read them.
+
+    ``base`` is the configuration evaluations that train their own runs start from; ``runs`` are
+    changes of ``base`` (dotted keys), each trained and handed to the evaluations in order (the first
+    is the population whose trajectories the doc shows).
+    """
 
     name: str
     what: str
     budget: str
-    run: dict[str, Any]  # the population's configuration (TOML-shaped)
+    base: dict[str, Any]
+    runs: tuple[dict[str, Any], ...] = ({},)
     evaluations: tuple[tuple[str, dict[str, Any]], ...] = ()
 
 
-def _gsvae(dataset: str, **task: Any) -> dict[str, Any]:
-    return {"dataset": dataset, "data_dir": DATA, **task}
+def _base(dataset: str, epochs: int, **more: Any) -> dict[str, Any]:
+    return {"plugin": "paper-default", "members": 8, "epochs": epochs, "seed": 0,
+            "task_options": {"dataset": dataset, "data_dir": DATA}, **more}
 
+
+PAPER_EVALS = (("recon", {"baselines": True}), ("tau-sweep", {}), ("latents", {}))
+SEEDS = tuple(change for seed in (0, 1, 2) for change in (
+    {"seed": seed}, {"seed": seed, "plugin": "standard-annealing", "members": 1, "epochs": 40}))
 
 CELLS: tuple[Cell, ...] = (
     Cell("mnist-population", "MNIST, paper-default n = 8, 10 epochs, seed 0, with the fair baselines",
-         "full MNIST (54,000 train / 6,000 val / 10,000 test), 10 epochs, n = 8, CPU",
-         {"plugin": "paper-default", "members": 8, "epochs": 10, "seed": 0, "task_options": _gsvae("mnist")},
-         (("recon", {"baselines": True}), ("tau-sweep", {}), ("latents", {}))),
+         "full MNIST (54,000 train / 6,000 val / 10,000 test), 10 epochs, n = 8, CPU", _base("mnist", 10),
+         evaluations=PAPER_EVALS),
+    Cell("mnist-seeds", "MNIST, seeds 0-2: population (n = 8, 5 epochs) vs standard annealing at equal compute "
+         "(40 epochs)", "full MNIST, 5 epochs x 8 members vs 40 epochs x 1, seeds 0, 1, 2, CPU", _base("mnist", 5),
+         runs=SEEDS, evaluations=(("recon", {}),)),
+    Cell("mnist-n-sweep", "MNIST, n in 1, 2, 4, 8 (Fig. 4)", "full MNIST, 3 epochs, seed 0, CPU", _base("mnist", 3),
+         evaluations=(("n-sweep", {}),)),
     Cell("fashion-population", "Fashion-MNIST, paper-default n = 8, 10 epochs, seed 0, with the fair baselines",
-         "full Fashion-MNIST, 10 epochs, n = 8, CPU",
-         {"plugin": "paper-default", "members": 8, "epochs": 10, "seed": 0,
-          "task_options": _gsvae("fashion-mnist")},
-         (("recon", {"baselines": True}), ("tau-sweep", {}), ("latents", {}))),
+         "full Fashion-MNIST (54,000 / 6,000 / 10,000), 10 epochs, n = 8, CPU", _base("fashion-mnist", 10),
+         evaluations=PAPER_EVALS),
+    Cell("mnist-unseen", "MNIST without digits 2 and 3 (Fig. 7-8)", "full MNIST less 2s and 3s, 5 epochs, n = 8, CPU",
+         _base("mnist", 5), runs=(), evaluations=(("unseen", {}),)),
+    Cell("cifar10-jpeg", "CIFAR-10 (JPEG q75 copy, 50,000 / 10,000), paper architecture, n = 8, 3 epochs",
+         "CIFAR-10 JPEG q75, conv 32/64/128/256, z1 256 and z2 128 units, 3 epochs, n = 8",
+         _base("cifar10-jpeg", 3), evaluations=PAPER_EVALS),
+    Cell("cifar10-exact", "CIFAR-10 exact subset (8,068 / 1,017): does JPEG change the conclusion?",
+         "CIFAR-10 exact subset, same architecture, 3 epochs, n = 8", _base("cifar10-exact", 3),
+         evaluations=(("recon", {"baselines": True}),)),
 )
 
 
@@ -62,48 +90,122 @@ def _config(manager: Any, toml: dict[str, Any], threads: int) -> Any:
 
 
 def _state(cell: Cell) -> str:
-    done = REPRO / "cells" / f"{cell.name}.json"
-    return "done" if done.is_file() else "to do"
+    return "done" if (RESULTS / cell.name / "cell.json").is_file() else "to do"
 
 
-def run_cell(cell: Cell, threads: int) -> None:
+def _keep(source: Path, target: Path, names: tuple[str, ...] | None = None) -> None:
+    """Copy a run's or report's small files into the repository (``names``: only these)."""
+    import shutil
+
+    target.mkdir(parents=True, exist_ok=True)
+    for path in source.iterdir():
+        if path.is_file() and (names is None or path.name in names) and not path.name.startswith("."):
+            shutil.copyfile(path, target / path.name)
+
+
+def run_cell(cell: Cell, threads: int, cache: Path) -> None:
     """Train the cell's population (reused or resumed if there), then run its evaluations."""
     from tempsched import training
     from tempsched.cli.eval_cmd import evaluation_options
     from tempsched.evaluation import EvalContext, Report
     from tempsched.plugins import PluginManager
 
+    from tempsched.config import replace_keys, resolve
+
     manager = PluginManager()
-    config = _config(manager, cell.run, threads)
+    config = _config(manager, cell.base, threads)
     started = time.time()
-    run_dir = training.ensure_run(config, manager, REPRO)
+    run_dirs = [training.ensure_run(resolve(replace_keys(config, change), manager.registry), manager, cache)
+                for change in cell.runs]
     reports = {}
     for name, settings in cell.evaluations:
         if name not in manager.registry.evaluations:
             print(f"{cell.name}: evaluation '{name}' is not available yet; skipped", flush=True)
             continue
-        out = REPRO / "reports" / cell.name / name
+        out = cache / "reports" / cell.name / name
         report = Report(out, f"{cell.name}: {name}")
         chosen = evaluation_options(manager, name, settings)
         evaluation = training.build_part(manager, "evaluations", name, chosen)
-        evaluation.run(EvalContext(runs=[run_dir], base=config, report=report,
-                                   train=lambda c: training.ensure_run(c, manager, REPRO)))
-        report.write({"evaluation": name, "options": chosen, "runs": [str(run_dir)], "base": config.to_dict()})
-        reports[name] = str(out.relative_to(ROOT))
-    record = {"cell": cell.name, "run": str(run_dir.relative_to(ROOT)), "reports": reports,
+        evaluation.run(EvalContext(runs=run_dirs, base=config, report=report,
+                                   train=lambda c: training.ensure_run(c, manager, cache)))
+        report.write({"evaluation": name, "options": chosen, "runs": [r.name for r in run_dirs],
+                      "base": config.to_dict()})
+        reports[name] = out
+    record = {"cell": cell.name, "runs": [r.name for r in run_dirs], "evaluations": list(reports),
               "complete": len(reports) == len(cell.evaluations), "seconds_this_session": time.time() - started}
     if record["complete"]:
         from tempsched.rundir import write_text
 
-        write_text(REPRO / "cells" / f"{cell.name}.json", json.dumps(record, indent=2) + "\n")
+        if run_dirs:
+            _keep(run_dirs[0], RESULTS / cell.name / "run", RUN_FILES)
+        for name, out in reports.items():
+            _keep(out, RESULTS / cell.name / name)
+        write_text(RESULTS / cell.name / "cell.json", json.dumps(record, indent=2) + "\n")
     print(json.dumps(record), flush=True)
+
+
+def _notes() -> dict[str, str]:
+    """The hand-written commentary, by cell name (``## cell-name`` headings in reproduction_notes.md)."""
+    if not NOTES.is_file():
+        return {}
+    notes: dict[str, str] = {}
+    name = ""
+    for line in NOTES.read_text(encoding="utf-8").splitlines():
+        if line.startswith("## "):
+            name = line[3:].strip()
+            notes[name] = ""
+        elif name:
+            notes[name] += line + "\n"
+    return {k: v.strip() for k, v in notes.items()}
+
+
+def _report_body(report_dir: Path) -> str:
+    """An evaluation's report.md (kept under docs/reproduction/) without its title, figure links rewritten."""
+    body = (report_dir / "report.md").read_text(encoding="utf-8").split("\n", 1)[1]
+    rel = report_dir.relative_to(DOC.parent).as_posix()
+    return body.replace("](", f"]({rel}/").replace(f"]({rel}/http", "](http").strip().replace("\n## ", "\n#### ")
+
+
+def write_docs() -> None:
+    """docs/reproduction.md from the cells' records and reports; commentary from reproduction_notes.md."""
+    from tempsched.rundir import write_text
+
+    notes = _notes()
+    parts = ["# Reproduction of the paper's experiments",
+             "Written by `python benchmarks/reproduce.py --write-docs` from the finished cells under `runs/repro/`; "
+             "only the commentary (from `benchmarks/reproduction_notes.md`) is typed by hand. Each cell names its "
+             "budget and the command that reruns it (a finished run is reused, a cut-off one resumed).",
+             notes.get("introduction", "")]
+    for cell in CELLS:
+        parts.append(f"## {cell.name}: {cell.what}")
+        parts.append(f"Budget: {cell.budget}. Command: `python benchmarks/reproduce.py --cells {cell.name}`.")
+        kept = RESULTS / cell.name
+        if _state(cell) != "done":
+            parts.append("**Not run yet** at this budget.")
+        else:
+            record = json.loads((kept / "cell.json").read_text())
+            if (kept / "run" / "summary.json").is_file():
+                summary = json.loads((kept / "run" / "summary.json").read_text())
+                parts.append(f"Population run `{record['runs'][0]}`: wall time {summary['wall_seconds']:.0f} s on "
+                             f"the CPU ({summary['images_per_second_per_member']:.0f} images/s per member); data: "
+                             f"{summary['data']}. Its tau trajectories:\n\n![trajectories](reproduction/{cell.name}/"
+                             f"run/trajectories.png)")
+            for name in record["evaluations"]:
+                parts.append(f"### {name}")
+                parts.append(_report_body(kept / name))
+        if notes.get(cell.name):
+            parts.append(notes[cell.name])
+    write_text(DOC, "\n\n".join(p for p in parts if p) + "\n")
+    print(f"wrote {DOC.relative_to(ROOT)}")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cells", default="", help="comma-separated cell names (default: every cell not done)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per run (default 1)")
+    parser.add_argument("--cache", type=Path, default=CACHE, help="folder of the cells' runs (default ../repro-runs)")
     parser.add_argument("--list", action="store_true", help="list the cells and their state")
+    parser.add_argument("--write-docs", action="store_true", help="regenerate docs/reproduction.md and stop")
     args = parser.parse_args(argv)
     # A stopped session sends SIGTERM: turn it into KeyboardInterrupt so a run cut before its first
     # checkpoint cleans up after itself (later ones resume from their state.pt anyway).
@@ -111,13 +213,16 @@ def main(argv: list[str] | None = None) -> int:
     os.chdir(ROOT)  # run directories and data paths are relative to the repository
     sys.path.insert(0, str(ROOT))
     wanted = [c for c in CELLS if not args.cells or c.name in args.cells.split(",")]
+    if args.write_docs:
+        write_docs()
+        return 0
     if args.list:
         for cell in CELLS:
             print(f"{cell.name:24} {_state(cell):6} {cell.what}")
         return 0
     for cell in wanted:
         if _state(cell) != "done" or args.cells:
-            run_cell(cell, args.threads)
+            run_cell(cell, args.threads, args.cache.resolve())
     return 0
 
 
