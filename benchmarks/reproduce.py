@@ -49,6 +49,7 @@ class Cell:
     base: dict[str, Any]
     runs: tuple[dict[str, Any], ...] = ({},)
     evaluations: tuple[tuple[str, dict[str, Any]], ...] = ()
+    study: dict[str, Any] | None = None  # a tune study first (changes of base); then runs may say "tuned"
 
 
 def _base(dataset: str, epochs: int, **more: Any) -> dict[str, Any]:
@@ -77,6 +78,12 @@ CELLS: tuple[Cell, ...] = (
     Cell("cifar10-jpeg", "CIFAR-10 (JPEG q75 copy, 50,000 / 10,000), paper architecture, n = 8, 3 epochs",
          "CIFAR-10 JPEG q75, conv 32/64/128/256, z1 256 and z2 128 units, 3 epochs, n = 8",
          _base("cifar10-jpeg", 3), evaluations=PAPER_EVALS),
+    Cell("mnist-tune", "Does tuning matter? A tune study past the plateau, then tuned vs default knobs at 3 seeds",
+         "study: 20 trials x 4 members x 3 epochs on 20,000 MNIST images (about 420 steps per member); "
+         "comparison: 4 members x 3 epochs on full MNIST, seeds 0-2, full test set",
+         {**_base("mnist", 3), "members": 4},
+         runs=tuple(change for seed in (0, 1, 2) for change in ({"seed": seed}, {"seed": seed, "tuned": True})),
+         evaluations=(("recon", {}),), study={"trials": 20, "task_options.train_size": 20000}),
     Cell("cifar10-exact", "CIFAR-10 exact subset (8,068 / 1,017): does JPEG change the conclusion?",
          "CIFAR-10 exact subset, same architecture, 3 epochs, n = 8", _base("cifar10-exact", 3),
          evaluations=(("recon", {"baselines": True}),)),
@@ -115,8 +122,13 @@ def run_cell(cell: Cell, threads: int, cache: Path) -> None:
     manager = PluginManager()
     config = _config(manager, cell.base, threads)
     started = time.time()
-    run_dirs = [training.ensure_run(resolve(replace_keys(config, change), manager.registry), manager, cache)
-                for change in cell.runs]
+    tuned = _tuned_keys(cell, config, manager, cache) if cell.study else {}
+    run_dirs = []
+    for change in cell.runs:
+        keys = {k: v for k, v in change.items() if k != "tuned"}
+        if change.get("tuned"):
+            keys.update(tuned)
+        run_dirs.append(training.ensure_run(resolve(replace_keys(config, keys), manager.registry), manager, cache))
     reports = {}
     for name, settings in cell.evaluations:
         if name not in manager.registry.evaluations:
@@ -142,6 +154,26 @@ def run_cell(cell: Cell, threads: int, cache: Path) -> None:
             _keep(out, RESULTS / cell.name / name)
         write_text(RESULTS / cell.name / "cell.json", json.dumps(record, indent=2) + "\n")
     print(json.dumps(record), flush=True)
+
+
+def _tuned_keys(cell: Cell, config: Any, manager: Any, cache: Path) -> dict[str, Any]:
+    """Run (or resume) the cell's tune study; the best trial's values by dotted configuration key."""
+    from tempsched import tune
+    from tempsched.config import replace_keys, resolve
+    from tempsched.space import SearchSpace
+
+    assert cell.study is not None
+    changes = {k: v for k, v in cell.study.items() if k != "trials"}
+    base = resolve(replace_keys(config, changes), manager.registry)
+    space = manager.search_space(manager.registry.presets[base.plugin], SearchSpace.for_run(base, manager.registry))
+    study_dir = cache / "studies" / cell.name
+    settings = tune.TuneSettings(base=base, space=space, trials=cell.study["trials"], study_dir=study_dir,
+                                 study_name=cell.name)
+    result = tune.run_study(settings)
+    if result.best is None:
+        raise RuntimeError(f"{cell.name}: the study has no completed trial")
+    _keep(study_dir, RESULTS / cell.name / "study", ("best.toml",))
+    return space.targets(result.best.params)
 
 
 def _notes() -> dict[str, str]:
