@@ -127,8 +127,9 @@ class Recon(Evaluation):
         report.result("runs", {r.label: str(r.run_dir) for r in rows})
         comparisons = compare(first, baselines) + [paper_sentence(first, baselines)]
         report.heading("Comparisons")
+        bullets = "\n".join(f"- {c['sentence']}" for c in comparisons)
         report.text("Decided from soft and hard MSE together (population first). Each run is one seed: a "
-                    "difference of a few percent may be noise.\n\n" + "\n".join(f"- {c['sentence']}" for c in comparisons))
+                    f"difference of a few percent may be noise.\n\n{bullets}")
         report.result("comparisons", comparisons)
 
 
