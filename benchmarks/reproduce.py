@@ -138,7 +138,7 @@ def run_cell(cell: Cell, threads: int, cache: Path) -> None:
         report = Report(out, f"{cell.name}: {name}")
         chosen = evaluation_options(manager, name, settings)
         evaluation = training.build_part(manager, "evaluations", name, chosen)
-        evaluation.run(EvalContext(runs=run_dirs, base=config, report=report,
+        evaluation.run(EvalContext(runs=run_dirs, base=config, report=report, manager=manager,
                                    train=lambda c: training.ensure_run(c, manager, cache)))
         report.write({"evaluation": name, "options": chosen, "runs": [r.name for r in run_dirs],
                       "base": config.to_dict()})

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Iterable, Mapping, Sequence
 
@@ -128,8 +128,13 @@ class EvalContext:
     report: Report
     train: Callable[[RunConfig], Path]  # train (or reuse, or resume) a run of this config; its directory
     progress: Progress = quiet_progress
-    device: str = "cpu"
-    extra: dict[str, Any] = field(default_factory=dict)
+    manager: Any = None  # the plugin manager of the command (a fresh one when not given)
+
+    def __post_init__(self) -> None:
+        if self.manager is None:
+            from tempsched.plugins import PluginManager  # plugins imports this module: import when needed
+
+            self.manager = PluginManager()
 
     def need_runs(self, at_least: int = 1) -> list[Path]:
         """The run directories given, refusing too few with one line."""

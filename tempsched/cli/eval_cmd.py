@@ -74,7 +74,7 @@ def evaluate(
     report_dir = out or _default_out(name)
     report = Report(report_dir, evaluation.title or name)
     with _progress() as progress:
-        context = EvalContext(runs=run_dirs, base=base, report=report, progress=progress,
+        context = EvalContext(runs=run_dirs, base=base, report=report, progress=progress, manager=manager,
                               train=lambda config: training.ensure_run(config, manager, cache))
         evaluation.run(context)
     report.write({"evaluation": name, "options": chosen, "runs": [str(r) for r in run_dirs], "base": base.to_dict()})

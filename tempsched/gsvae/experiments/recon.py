@@ -80,7 +80,7 @@ class Recon(Evaluation):
         self.hard_draws = hard_draws
 
     def run(self, ctx: EvalContext) -> None:
-        manager = PluginManager()
+        manager = ctx.manager
         runs = ctx.need_runs()
         for run_dir in runs:  # refuse before any work
             config = load_run_config(run_dir, manager)
