@@ -16,6 +16,11 @@ def tempsched_register_tasks(register: Any) -> None:
 
 @hookimpl
 def tempsched_register_evaluations(register: Any) -> None:
+    from tempsched.gsvae.experiments.latents import Latents
     from tempsched.gsvae.experiments.recon import Recon
+    from tempsched.gsvae.experiments.sweeps import NSweep, TauSweep
 
     register(Recon)
+    register(NSweep)
+    register(TauSweep)
+    register(Latents)

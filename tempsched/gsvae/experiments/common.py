@@ -1,0 +1,76 @@
+"""What the sweep, latent and unseen-class evaluations share: loading GS-VAE runs, scoring a model's soft
+and hard decodings the way ``recon`` does, checking list options, and the figures' canvas.
+
+The soft figures use the run's own ``eval_noise_seed`` (as ``recon`` and the task's ``test_metrics``), so a
+soft MSE here equals ``recon``'s for the same run, images and tau. A soft figure alone cannot tell a good
+discrete code from a temperature that made the code continuous, so every table beside it shows the hard one
+(exact one-hot samples, averaged over ``hard_draws`` noise draws).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+from matplotlib.figure import Figure
+
+from tempsched.errors import UserError
+from tempsched.gsvae.measure import Scores, score
+from tempsched.parts import Param
+from tempsched.plugins import PluginManager
+from tempsched.training import LoadedRun, load_best, load_run_config
+
+HARD_DRAWS = Param(5, "noise draws the hard decoding's figures are averaged over (as recon)", low=1)
+GRID_IMAGES = Param(8, "test images per row of the image grid", low=1, high=64)
+
+
+@dataclass(frozen=True)
+class SoftHard:
+    """One model's soft (at ``tau``) and hard scores on one set of images, from one latent part."""
+
+    tau: float
+    soft: Scores
+    hard: Scores
+
+
+def noise_seed(run: LoadedRun) -> int:
+    """The seed of the run's evaluation noise, so that soft figures match the run's own and ``recon``'s."""
+    return int(run.config.task_options["eval_noise_seed"])
+
+
+def soft_and_hard(run: LoadedRun, x: torch.Tensor, tau: float, hard_draws: int, part: str = "both") -> SoftHard:
+    """Soft and hard scores of ``run``'s best model on images ``x`` (uint8 or [0, 1])."""
+    seed = noise_seed(run)
+    return SoftHard(tau, score(run.model, x, tau, "soft", part, seed),
+                    score(run.model, x, tau, "hard", part, seed, draws=hard_draws))
+
+
+def load_gsvae_runs(run_dirs: Sequence[Path], manager: PluginManager, evaluation: str) -> list[LoadedRun]:
+    """The best model of every run, each refused with one line before any is loaded if it is not a GS-VAE run."""
+    for run_dir in run_dirs:
+        config = load_run_config(run_dir, manager)
+        if config.task != "gsvae":
+            raise UserError(f"{run_dir} is a run of task '{config.task}': {evaluation} measures GS-VAE runs only")
+    return [load_best(Path(run_dir), manager) for run_dir in run_dirs]
+
+
+def positive_list(values: list[Any], option: str, integers: bool = False) -> list[Any]:
+    """An evaluation's list option, sorted and without repeats; empty, non-numeric or <= 0 is one line."""
+    kind = "integer" if integers else "number"
+    if not values:
+        raise UserError(f"evaluation option '{option}' needs at least one value")
+    for value in values:
+        numeric = isinstance(value, int if integers else (int, float)) and not isinstance(value, bool)
+        if not (numeric and math.isfinite(value) and value > 0):
+            raise UserError(f"evaluation option '{option}': every value must be a positive {kind}, got {value!r}")
+    return sorted({int(v) if integers else float(v) for v in values})
+
+
+def canvas(width: float = 6.0, height: float = 3.6) -> tuple[Figure, Any]:
+    """A figure with one axes, drawn without pyplot (the Agg renderer, no display needed)."""
+    figure = Figure(figsize=(width, height))
+    return figure, figure.add_subplot()
+
