@@ -5,6 +5,11 @@ loss is computed; the selection policy names the best; the feedback rule turns e
 temperature change; each member's schedule takes its epoch step; the results are clamped; then every
 member takes the best member's weights and optimizer state while keeping its own temperature,
 schedule and feedback state.
+
+The members may be spread over processes (``tempsched.distributed``): each process then trains a slice
+of them, and a ``Placement`` says which, gathers the epoch's losses and sends the best member's state.
+Every process keeps every member's temperature, schedule and feedback state, so selection and feedback
+run the same everywhere; only models, optimizers and noise generators live with the member's process.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ import math
 import numbers
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Protocol, Sequence
 
 import torch
 from torch import nn
@@ -28,17 +33,29 @@ from tempsched.task import Task
 
 @dataclass
 class Member:
-    """One member: a model, its optimizer, its noise generator and its temperature state."""
+    """One member: its temperature state, and where this process trains it, its model, optimizer and noise.
+
+    ``model``, ``optimizer`` and ``generator`` are None in a process that does not train the member;
+    ``noise_state`` then holds its generator's state as of the last epoch, which the checkpoint needs.
+    """
 
     index: int  # 1-based, as in the paper
     strategy: str
     schedule: Schedule
-    model: nn.Module
-    optimizer: torch.optim.Optimizer
-    generator: torch.Generator
+    model: nn.Module | None
+    optimizer: torch.optim.Optimizer | None
+    generator: torch.Generator | None
     tau: float
     feedback_state: dict[str, Any] = field(default_factory=dict)
     steps: int = 0
+    noise_state: torch.Tensor | None = None
+
+    def noise(self) -> torch.Tensor:
+        """The state of the member's noise generator, wherever the member trains."""
+        if self.generator is not None:
+            return self.generator.get_state()
+        assert self.noise_state is not None, f"member {self.index} trains elsewhere and no state came from there"
+        return self.noise_state
 
 
 def _call(part: Any, method: str, *args: Any) -> Any:
@@ -127,15 +144,64 @@ class TauBounds:
 BatchCallback = Callable[[int], None]
 
 
+class Placement(Protocol):
+    """Which members this process trains, and how the processes of one run agree on an epoch.
+
+    The engine calls it at the three points of Algorithm 1 where members trained elsewhere matter.
+    ``Alone`` (every member here) is the default; ``tempsched.distributed.Spread`` spreads them.
+    """
+
+    def owns(self, k: int) -> bool:
+        """Whether this process trains member ``k`` (0-based)."""
+        ...
+
+    def check(self) -> None:
+        """Called after every batch: a process that stopped ends the run here, not an epoch later."""
+        ...
+
+    def gather(self, members: Sequence[Member], train_losses: list[float],
+               losses: list[float]) -> tuple[list[float], list[float]]:
+        """Every member's mean training and selection losses, from this process's (in member order).
+
+        Also leaves the noise-generator state of members trained elsewhere in their ``noise_state``.
+        """
+        ...
+
+    def share(self, members: Sequence[Member], best: int) -> None:
+        """Give every member this process trains the weights and optimizer state of member ``best``."""
+        ...
+
+
+class Alone:
+    """Every member trains in this process: nothing to gather, the best state is copied in memory."""
+
+    def owns(self, k: int) -> bool:
+        return True
+
+    def check(self) -> None:
+        pass
+
+    def gather(self, members: Sequence[Member], train_losses: list[float],
+               losses: list[float]) -> tuple[list[float], list[float]]:
+        return train_losses, losses
+
+    def share(self, members: Sequence[Member], best: int) -> None:
+        for k, m in enumerate(members):
+            if k != best:
+                copy_member_state(members[best], m)
+
+
 class Population:
     """n members trained side by side; ``run_epoch`` is one pass of Algorithm 1."""
 
     def __init__(self, task: Task, members: Sequence[Member], feedback: FeedbackRule, selection: SelectionPolicy,
                  tau: TauBounds, epochs: int, select_on: str = "val", stepper: Stepper | None = None,
-                 on_batch: BatchCallback | None = None) -> None:
+                 on_batch: BatchCallback | None = None, placement: Placement | None = None) -> None:
         self.task = task
         self.stepper = stepper or LoopStepper(task)
-        self.members = list(members)
+        self.members = list(members)  # all of them, in every process
+        self.placement = placement or Alone()
+        self.local = [m for k, m in enumerate(self.members) if self.placement.owns(k)]  # those trained here
         self.feedback = feedback
         self.selection = selection
         self.tau = tau
@@ -148,35 +214,41 @@ class Population:
         """Algorithm 1, one epoch: train, measure, select, adjust temperatures, share the best state."""
         timer = _Timer()
         tau_used = [m.tau for m in self.members]
-        train_losses = self._train(timer)
-        losses = timer.time("eval", lambda: self._selection_losses(train_losses))
+        own_train_losses = self._train(timer)
+        own_losses = timer.time("eval", lambda: self._selection_losses(own_train_losses))
+        train_losses, losses = self.placement.gather(self.members, own_train_losses, own_losses)
         best = self._select(losses)
         rows = [self._adjust(k, m, tau_used[k], train_losses[k], losses, best) for k, m in enumerate(self.members)]
-        self._share(best)
+        self.placement.share(self.members, best)
         self.epoch += 1
         return EpochRecord(epoch=self.epoch - 1, epochs=self.epochs, best=best, rows=rows, **timer.seconds())
 
     def _train(self, timer: _Timer) -> list[float]:
-        """Every member takes a step on each of the epoch's batches (the same batches for all)."""
-        sums = [0.0] * len(self.members)
+        """The members trained here take a step on each of the epoch's batches (the same batches for all);
+        every member's step count and per-step temperature advance in every process. Returns the mean
+        training loss of each member trained here."""
+        sums = [0.0] * len(self.local)
         batches = 0
         for batch in self.task.batches(self.epoch):  # preparing a batch counts as engine time
-            step_losses = timer.time("train", lambda: self.stepper(self.members, batch))
+            step_losses = timer.time("train", lambda: self.stepper(self.local, batch))
             batches += 1
-            for k, m in enumerate(self.members):
-                sums[k] += step_losses[k]
+            for k, loss in enumerate(step_losses):
+                sums[k] += loss
+            for m in self.members:
                 m.steps += 1
                 if m.schedule.per_step:
                     ctx = StepContext(m.index, self.epoch, m.steps, self.epochs, *self._tau_settings())
                     m.tau = self._clamped(m.schedule, "on_step", _call(m.schedule, "on_step", m.tau, ctx))
+            self.placement.check()
             if self.on_batch is not None:
                 self.on_batch(batches)
         return [s / max(batches, 1) for s in sums]
 
     def _selection_losses(self, train_losses: list[float]) -> list[float]:
+        """The selection loss of each member trained here."""
         if self.select_on == "train":
             return train_losses
-        return [self.task.evaluate(m.model, m.tau) for m in self.members]
+        return [self.task.evaluate(m.model, m.tau) for m in self.local]
 
     def _select(self, losses: list[float]) -> int:
         best = _call(self.selection, "choose", losses)
@@ -200,11 +272,11 @@ class Population:
             "delta_tau": delta, "tau_strategy": tau_strategy, "tau_next": m.tau, "steps": m.steps,
         }
 
-    def _share(self, best: int) -> None:
-        """Every member takes the best member's weights and optimizer state, keeping its own tau."""
-        for k, m in enumerate(self.members):
-            if k != best:
-                copy_member_state(self.members[best], m)
+    def shared_model(self) -> nn.Module:
+        """The weights every member holds after an epoch (the best member's), from a member trained here."""
+        model = self.local[0].model
+        assert model is not None
+        return model
 
     def _tau_settings(self) -> tuple[float, float, float]:
         return self.tau.initial, self.tau.min, self.tau.max
@@ -220,24 +292,32 @@ class Population:
         """
         if self.epoch == 0:
             raise RuntimeError("the population state is saved after an epoch, when members share weights")
-        first = self.members[0]
+        first = self.local[0]
+        assert first.model is not None and first.optimizer is not None
         return {
             "epoch": self.epoch,
             "shared": {"model": first.model.state_dict(), "optimizer": first.optimizer.state_dict()},
             "members": [
                 {"index": m.index, "strategy": m.strategy, "tau": m.tau, "steps": m.steps,
-                 "feedback_state": dict(m.feedback_state), "generator": m.generator.get_state()}
+                 "feedback_state": dict(m.feedback_state), "generator": m.noise()}
                 for m in self.members
             ],
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore a state written by ``state_dict``; the caller checks it matches the configuration."""
+        """Restore a state written by ``state_dict``; the caller checks it matches the configuration.
+
+        The state does not depend on how many processes wrote it or read it: each process loads the
+        shared weights into the members it trains and keeps the others' noise state for its checkpoints.
+        """
         self.epoch = int(state["epoch"])
         for m, s in zip(self.members, state["members"], strict=True):
             m.tau = float(s["tau"])
             m.steps = int(s["steps"])
             m.feedback_state = dict(s["feedback_state"])
+            if m.model is None or m.optimizer is None or m.generator is None:
+                m.noise_state = s["generator"]
+                continue
             m.model.load_state_dict(state["shared"]["model"])
             # Optimizer.load_state_dict keeps the given tensors: each member needs its own copy.
             m.optimizer.load_state_dict(copy.deepcopy(state["shared"]["optimizer"]))

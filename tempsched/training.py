@@ -17,6 +17,7 @@ import torch
 
 from tempsched import rundir as rd
 from tempsched.config import RunConfig, layer, load_toml, resolve
+from tempsched.distributed import Group, Spread
 from tempsched.engine import Member, Population, TauBounds
 from tempsched.errors import PartError, UserError, describe_exception
 from tempsched.plugins import PluginManager
@@ -46,10 +47,11 @@ def load_run_config(run_dir: Path, manager: PluginManager, overrides: dict[str, 
 
 @dataclass
 class Built:
-    """A population ready to train, with the task it trains."""
+    """A population ready to train, with the task it trains (and in a run of several processes, the group)."""
 
     task: Task
     population: Population
+    group: Group | None = None
 
 
 def _seed(config: RunConfig, member: int, stream: int) -> int:
@@ -84,31 +86,45 @@ def build_task(config: RunConfig, manager: PluginManager) -> Task:
                         f"{describe_exception(exc)}") from None
 
 
-def build(config: RunConfig, manager: PluginManager) -> Built:
-    """Instantiate the task, every member (model, optimizer, generator, schedule) and the rules."""
+def build(config: RunConfig, manager: PluginManager, group: Group | None = None) -> Built:
+    """Instantiate the task, every member (model, optimizer, generator, schedule) and the rules.
+
+    With ``group`` (a run spread over processes) this process builds the models, optimizers and noise
+    generators of its own slice of the members only; each is seeded by its member number, so it is
+    the same whichever process builds it.
+    """
     assert config.tau.initial is not None and config.tau.min is not None and config.tau.max is not None
     assert config.schedules is not None and config.feedback is not None and config.selection is not None
     if config.performance.threads:
         torch.set_num_threads(config.performance.threads)
+    placement = None
+    if group is not None:
+        placement = Spread(group, len(config.schedules))
+        group.use_device(config.device)
+    own = placement.mine if placement is not None else range(len(config.schedules))
     task = build_task(config, manager)
     feedback = build_part(manager, "feedback_rules", config.feedback, config.part_params(config.feedback))
     selection = build_part(manager, "selection_policies", config.selection, config.part_params(config.selection))
     members = []
     for i, strategy in enumerate(config.schedules, start=1):
         schedule = build_part(manager, "schedules", strategy, config.part_params(strategy))
+        tau = min(max(config.tau.initial, config.tau.min), config.tau.max)
+        if i - 1 not in own:
+            members.append(Member(i, strategy, schedule, None, None, None, tau))  # another process trains it
+            continue
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(_seed(config, i, 0))
             model = task.build_model()
-        if i == 1:
-            check_memory(model, len(config.schedules))
+        if i - 1 == own[0]:
+            check_memory(model, len(own))
         optimizer = task.build_optimizer(model)
         generator = torch.Generator(device=task.device).manual_seed(_seed(config, i, 1))
-        tau = min(max(config.tau.initial, config.tau.min), config.tau.max)
         members.append(Member(i, strategy, schedule, model, optimizer, generator, tau))
     population = Population(task, members, feedback, selection,
                             TauBounds(config.tau.initial, config.tau.min, config.tau.max), config.epochs,
-                            config.select_on, choose_stepper(config.performance.backend, task))
-    return Built(task, population)
+                            config.select_on, choose_stepper(config.performance.backend, task),
+                            placement=placement)
+    return Built(task, population, group)
 
 
 def check_memory(model: torch.nn.Module, members: int) -> None:
@@ -184,6 +200,8 @@ def _load_state(run: rd.RunDir, built: Built, config: RunConfig) -> tuple[float,
             raise UserError(f"{path} is corrupt: member {m.index}'s tau {m.tau:g} lies outside "
                             f"[{config.tau.min:g}, {config.tau.max:g}]; start a new run")
     run.rewind_metrics(pop.epoch, len(pop.members))
+    if built.group is not None:
+        built.group.publish(state["population"])  # the other processes may not even see this folder
     return totals
 
 
@@ -198,8 +216,11 @@ def _save_config(run: rd.RunDir, config: RunConfig, *, new: bool) -> None:
 
 
 def execute(config: RunConfig, manager: PluginManager, run_dir: Path, *, resume: bool = False,
-            on_epoch: EpochCallback | None = None) -> RunSummary:
+            on_epoch: EpochCallback | None = None, group: Group | None = None) -> RunSummary:
     """Train ``config`` (resolved) into ``run_dir``; with ``resume``, continue from its ``state.pt``.
+
+    With ``group``, this is process 0 of a run spread over processes (``follow`` runs in the others):
+    it trains its slice of the members, and alone writes the run directory and calls the hooks.
 
     Everything is built (and so checked) before the run directory is touched; then this process
     holds the directory for the whole run (``RunDir.hold``): a second process is refused, and a new
@@ -209,7 +230,7 @@ def execute(config: RunConfig, manager: PluginManager, run_dir: Path, *, resume:
     """
     started = time.perf_counter()
     run = rd.RunDir(run_dir)
-    built = build(config, manager)
+    built = build(config, manager, group)
     data_text = built.task.describe_data()
     with run.hold(new=not resume):
         return _train(run, built, config, manager, data_text, started, resume, on_epoch)
@@ -244,11 +265,10 @@ def _train(run: rd.RunDir, built: Built, config: RunConfig, manager: PluginManag
         epoch_best = record.best_row
         if _improves(epoch_best["loss"], best_loss, best_epoch):
             best_loss, best_epoch = epoch_best["loss"], record.epoch
-            winner = pop.members[record.best]  # weights now shared by all, tau is still its own
             rd.save_torch(run.file(rd.BEST), {
                 "format": rd.BEST_FORMAT, "epoch": record.epoch, "member": epoch_best["member"],
                 "strategy": epoch_best["strategy"], "tau": epoch_best["tau_end"], "loss": best_loss,
-                "model": winner.model.state_dict(), **identity,
+                "model": pop.shared_model().state_dict(), **identity,  # the winner's weights; its tau is its own
             })
         rd.save_torch(run.file(rd.STATE), {
             "format": rd.STATE_FORMAT, "population": pop.state_dict(), "best_loss": best_loss,
@@ -264,6 +284,16 @@ def _train(run: rd.RunDir, built: Built, config: RunConfig, manager: PluginManag
     summary = finish(run, built, config, train_seconds, wall_before + time.perf_counter() - started, data_text)
     manager.notify("tempsched_run_end", summary=summary)
     return summary
+
+
+def follow(config: RunConfig, manager: PluginManager, group: Group, *, resume: bool) -> None:
+    """A process other than 0 of a run spread over processes: it trains its slice of the members for the
+    run's epochs and writes nothing (process 0 writes the run directory and calls the lifecycle hooks)."""
+    pop = build(config, manager, group).population
+    if resume:
+        pop.load_state_dict(group.receive())
+    while pop.epoch < config.epochs:
+        _named_part_errors(manager, pop.run_epoch)
 
 
 def _named_part_errors(manager: PluginManager, call: Callable[[], EpochRecord]) -> EpochRecord:

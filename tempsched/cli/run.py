@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
-from typing import Any, List, Optional
+from typing import Any, List, NoReturn, Optional
 
 import typer
 from rich.console import Console
 
-from tempsched import rundir, training
+from tempsched import distributed, rundir, training
 from tempsched.cli import options as opt
 from tempsched.cli.live import RichReporter
 from tempsched.config import RunConfig, layer, load_toml
@@ -48,6 +48,7 @@ def config_from_context(manager: PluginManager, ctx: Any) -> RunConfig:
 
 
 def run(
+    ctx: typer.Context,
     plugin: Optional[str] = typer.Option(None, help="Preset to run: 'paper-default' (the paper's population), "
                                          "'standard-annealing' (the baseline), or one a plugin adds.",
                                          rich_help_panel=POPULATION),
@@ -95,38 +96,100 @@ def run(
     channels_last: Optional[bool] = typer.Option(None, "--channels-last/--no-channels-last",
                                                  help="NHWC memory layout for the convolutions.",
                                                  rich_help_panel=SPEED),
-    threads: Optional[int] = typer.Option(None, help="CPU threads for torch (0: one per core, the default).",
+    threads: Optional[int] = typer.Option(None, help="CPU threads for torch, per process (0: one per core, the "
+                                          "default; with several processes, the cores shared out).",
                                           rich_help_panel=SPEED),
+    procs: Optional[int] = typer.Option(None, min=1, help="Processes on this machine to spread the members over "
+                                        "(each trains a slice; on a CPU, one per core with --threads 1). "
+                                        "Several machines: torchrun, see docs/performance.md.",
+                                        rich_help_panel=SPEED),
+    peer_timeout: float = typer.Option(distributed.DEFAULT_TIMEOUT, min=1.0,
+                                       help="Seconds a process of a run spread over several may show no sign "
+                                       "of life before the run stops with an error.", rich_help_panel=SPEED),
     config: Optional[Path] = typer.Option(None, help="TOML configuration (e.g. a run's config.toml); "
                                           "options given here override it.", rich_help_panel=OUTPUT),
     out: Optional[Path] = typer.Option(None, help="Run directory to create (default runs/<preset>-<time>).",
                                        rich_help_panel=OUTPUT),
     resume: Optional[Path] = typer.Option(None, help="Continue the run in this directory from its last finished "
-                                          "epoch (only --epochs, --threads, --device, --backend may change).",
-                                          rich_help_panel=OUTPUT),
+                                          "epoch (only --epochs, --threads, --device, --backend, --procs may "
+                                          "change).", rich_help_panel=OUTPUT),
 ) -> None:
     """Train a population and save the best member (the main job)."""
     given = {k: v for k, v in locals().items() if k in opt.SHORTCUTS and v is not None}
     manager = PluginManager()
-    if resume is not None:
-        changed = set(given) - set(opt.RESUMABLE)
-        if config is not None or out is not None or changed or param or option:
-            raise UserError(f"--resume continues the saved configuration: only "
-                            f"{', '.join('--' + n for n in opt.RESUMABLE)} may be given with it")
-        resolved = training.load_run_config(resume, manager, opt.overrides(given))
-        run_dir = resume
-    else:
-        resolved = config_from_options(manager, config, given, param or [], option or [])
-        run_dir = out or _default_out(resolved.plugin)
+    with distributed.joined(peer_timeout) as group:  # None unless torchrun or --procs started this process
+        if group is not None and not group.leads:
+            resolved, resuming = group.receive()  # process 0's: a --config or run directory may be only there
+            training.follow(resolved, manager, group, resume=resuming)
+            return
+        if resume is not None:
+            changed = set(given) - set(opt.RESUMABLE)
+            if config is not None or out is not None or changed or param or option:
+                raise UserError(f"--resume continues the saved configuration: only "
+                                f"{', '.join('--' + n for n in opt.RESUMABLE)} may be given with it")
+            resolved = training.load_run_config(resume, manager, opt.overrides(given))
+            run_dir = resume
+        else:
+            resolved = config_from_options(manager, config, given, param or [], option or [])
+            run_dir = out or _default_out(resolved.plugin)
+        if procs is not None and procs > 1:
+            _launch(resolved, run_dir, procs, peer_timeout, ctx)
+        if group is not None:
+            group.publish((resolved, resume is not None))
+        _train(manager, resolved, run_dir, resume is not None, group)
+
+
+def _saved(run_dir: Path) -> str:
+    """What a stopped run left, and how to continue it."""
+    if (Path(run_dir) / rundir.STATE).is_file():
+        return f"resume with  tempsched run --resume {run_dir}"
+    return "it stopped before the first epoch finished: nothing was saved"
+
+
+def _train(manager: PluginManager, resolved: RunConfig, run_dir: Path, resuming: bool,
+           group: distributed.Group | None) -> None:
+    """Train in this process (all members, or process 0's slice), with the live view."""
     reporter = RichReporter(console)
     manager.register(reporter, name="tempsched.cli-live")
     try:
-        training.execute(resolved, manager, run_dir, resume=resume is not None)
+        training.execute(resolved, manager, run_dir, resume=resuming, group=group)
     except KeyboardInterrupt:
-        if (Path(run_dir) / rundir.STATE).is_file():
-            err_console.print(f"interrupted: resume with  tempsched run --resume {run_dir}")
-        else:
-            err_console.print("interrupted before the first epoch finished: nothing was saved")
+        err_console.print(f"interrupted: {_saved(run_dir)}")
         raise typer.Exit(130) from None
+    except distributed.PeerLost as exc:
+        raise UserError(f"{exc}; {_saved(run_dir)}") from None
     finally:
         reporter.close()
+
+
+def _launch(resolved: RunConfig, run_dir: Path, procs: int, timeout: float, ctx: typer.Context) -> NoReturn:
+    """``--procs K``: start K processes on this machine that run this command as one run, and wait for them.
+
+    Everything a process would refuse is refused here first, so a mistake is one line before any starts.
+    """
+    assert resolved.members is not None
+    distributed.check_launch(procs, resolved.members, resolved.device)
+    from tempsched.cli.app import main  # the processes' entry point (app imports this module)
+
+    try:
+        code = distributed.launch(main, _command_line(ctx, run_dir), procs, timeout)
+    except distributed.PeerLost as exc:
+        raise UserError(f"{exc}; {_saved(run_dir)}") from None
+    raise typer.Exit(code)
+
+
+def _command_line(ctx: typer.Context, run_dir: Path) -> list[str]:
+    """This ``run`` command's options as arguments, without --procs and with the run directory decided."""
+    args = ["run"]
+    for param in ctx.command.params:
+        value = run_dir if param.name == "out" and ctx.params.get("resume") is None else ctx.params.get(param.name)
+        if param.name == "procs" or value is None:
+            continue
+        if param.is_flag and param.secondary_opts:
+            args.append(param.opts[0] if value else param.secondary_opts[0])
+        elif param.multiple:
+            for item in value:
+                args += [param.opts[0], str(item)]
+        else:
+            args += [param.opts[0], str(value)]
+    return args
