@@ -70,8 +70,9 @@ def paper_style(members: int, epochs: int, train_size: int, threads: int, seed: 
         best = pop.selection.choose(train_losses)
         for k, m in enumerate(pop.members):
             delta = pop.feedback.delta(m.feedback_state, train_losses[k], train_losses[best])
-            tau_strategy = clamp(m.schedule.on_epoch(m.tau, EpochContext(m.index, epoch)), pop.tau_min, pop.tau_max)
-            m.tau = clamp(tau_strategy + delta, pop.tau_min, pop.tau_max)
+            ctx = EpochContext(m.index, epoch, epochs, pop.tau.initial, pop.tau.min, pop.tau.max)
+            tau_strategy = clamp(m.schedule.on_epoch(m.tau, ctx), pop.tau.min, pop.tau.max)
+            m.tau = clamp(tau_strategy + delta, pop.tau.min, pop.tau.max)
         if epoch == epochs - 1:
             break  # the paper's loop ends with the best member, scored below
         model_state = copy.deepcopy(pop.members[best].model.state_dict())
