@@ -16,6 +16,8 @@ def tempsched_register_tasks(register: Any) -> None:
 
 @hookimpl
 def tempsched_register_evaluations(register: Any) -> None:
+    from tempsched.gsvae.experiments.anomaly import Anomaly
+    from tempsched.gsvae.experiments.attacks import Attacks
     from tempsched.gsvae.experiments.latents import Latents
     from tempsched.gsvae.experiments.recon import Recon
     from tempsched.gsvae.experiments.sweeps import NSweep, TauSweep
@@ -24,3 +26,5 @@ def tempsched_register_evaluations(register: Any) -> None:
     register(NSweep)
     register(TauSweep)
     register(Latents)
+    register(Anomaly)
+    register(Attacks)

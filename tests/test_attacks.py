@@ -1,0 +1,206 @@
+"""The purification experiment (Tables 2-3): the basic CNN, the deployed pipeline's gradients, PGD's iterates,
+eps 0, monotonicity, the grey-image bound, and a report that resumes from its cache."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+import torch
+
+from tempsched import training
+from tempsched.cli.eval_cmd import evaluation_options
+from tempsched.errors import UserError
+from tempsched.evaluation import EvalContext, Report
+from tempsched.gsvae import classifier
+from tempsched.gsvae.adversarial import Budget, as_classifier, craft
+from tempsched.gsvae.classifier import ClassifierSpec, ensure_classifier, predict
+from tempsched.gsvae.experiments import attacks
+from tempsched.gsvae.measure import reconstruct, unit_images
+from tempsched.gsvae.purify import ExpectedPipeline, Pipeline, Purifier
+from tempsched.plugins import PluginManager
+from test_anomaly import two_runs  # noqa: F401  (the tiny runs, trained once for both files)
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread() -> Iterator[None]:
+    """Tiny models on a busy two-core machine run several times faster on one thread than on two."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+TINY_CNN = {"cnn_epochs": 8, "cnn_widths": [4, 8], "cnn_hidden": [16, 16]}
+
+
+@pytest.fixture(scope="module")
+def population(two_runs: tuple[Path, Path]) -> training.LoadedRun:  # noqa: F811
+    return training.load_best(two_runs[0], PluginManager())
+
+
+@pytest.fixture(scope="module")
+def cnn(population: training.LoadedRun, tmp_path_factory: pytest.TempPathFactory) -> classifier.TrainedClassifier:
+    data = population.task.data
+    return ensure_classifier(_spec(data), data, tmp_path_factory.mktemp("classifiers"), torch.device("cpu"))
+
+
+def _spec(data: object, epochs: int = 15) -> ClassifierSpec:
+    """A tiny CNN that learns something from 272 images in a second."""
+    return ClassifierSpec("sample", data.describe(), widths=(4, 8), hidden=(16, 16), train_epochs=epochs,
+                          batch_size=32, learning_rate=3e-3)
+
+
+def test_the_cnn_learns_and_is_reloaded_weights_only_from_its_cache(
+        population: training.LoadedRun, cnn: classifier.TrainedClassifier, monkeypatch: pytest.MonkeyPatch) -> None:
+    data = population.task.data
+    assert cnn.test_accuracy > 0.3  # ten classes: chance is about 0.1
+    monkeypatch.setattr(classifier, "train", lambda *a, **k: pytest.fail("trained again instead of reloading"))
+    again = ensure_classifier(_spec(data), data, cnn.path.parent, torch.device("cpu"))
+    assert again.path == cnn.path and again.test_accuracy == cnn.test_accuracy
+    assert torch.equal(predict(again.model, data.x_test), predict(cnn.model, data.x_test))
+    assert _spec(data, epochs=16).key() != _spec(data).key()
+    monkeypatch.undo()
+    torch.manual_seed(1)  # the caller's random state must not matter (dropout draws included)
+    first = classifier.train(_spec(data, epochs=1), data, torch.device("cpu")).state_dict()
+    torch.manual_seed(2)
+    second = classifier.train(_spec(data, epochs=1), data, torch.device("cpu")).state_dict()
+    assert all(torch.equal(first[k], second[k]) for k in first)
+
+
+@pytest.mark.parametrize("eps", [0.1, 0.5])
+def test_pgd_iterates_stay_in_the_ball_and_in_range(cnn: classifier.TrainedClassifier, population: training.LoadedRun,
+                                                    eps: float, monkeypatch: pytest.MonkeyPatch) -> None:
+    x, y = unit_images(population.task.data.x_test[:20]), population.task.data.y_test[:20]
+    estimator = as_classifier(Pipeline(cnn.model), tuple(x.shape[1:]), 10)
+    iterates: list[torch.Tensor] = []
+    real = type(estimator).loss_gradient
+
+    def watched(self: object, x: torch.Tensor, y: object, **kwargs: object) -> object:
+        iterates.append(torch.as_tensor(x).detach().cpu().clone())
+        return real(self, x, y, **kwargs)
+
+    monkeypatch.setattr(type(estimator), "loss_gradient", watched)
+    adv = craft("pgd", estimator, x, y, eps, Budget(pgd_steps=40), seed=1)
+    assert len(iterates) == 40  # one batch, every step a gradient at the current iterate
+    assert not torch.equal(iterates[0], x)  # the random start
+    step = 2.5 * eps / 40
+    for before, after in zip(iterates + [adv], iterates[1:] + [adv]):
+        assert (after - x).abs().max() <= eps + 1e-6 and after.min() >= 0 and after.max() <= 1
+        assert (after - before).abs().max() <= step + 1e-6
+    assert (iterates[0] - x).abs().max() <= eps + 1e-6
+
+
+def test_pgd_accuracy_does_not_rise_with_eps(cnn: classifier.TrainedClassifier,
+                                             population: training.LoadedRun) -> None:
+    x, y = unit_images(population.task.data.x_test[:40]), population.task.data.y_test[:40]
+    estimator = as_classifier(Pipeline(cnn.model), tuple(x.shape[1:]), 10)
+    accuracy = [float((predict(cnn.model, craft("pgd", estimator, x, y, eps, seed=3)) == y).double().mean())
+                for eps in (0.0, 0.02, 0.05, 0.1, 0.3)]
+    assert accuracy[0] == float((predict(cnn.model, x) == y).double().mean())
+    assert all(a >= b for a, b in zip(accuracy, accuracy[1:])), accuracy
+    assert accuracy[-1] < accuracy[0]
+
+
+@pytest.mark.parametrize("decoding", [None, "argmax"])
+def test_the_grey_image_attack_keeps_at_most_the_largest_class_share(
+        cnn: classifier.TrainedClassifier, population: training.LoadedRun, decoding: str | None) -> None:
+    x, y = unit_images(population.task.data.x_test), population.task.data.y_test
+    purifier = Purifier(population.model, population.tau, decoding) if decoding else None
+    grey = craft("grey", None, x, y, 0.5)
+    assert torch.equal(grey, torch.full_like(x, 0.5)) and (grey - x).abs().max() <= 0.5
+    accuracy = float((predict(Pipeline(cnn.model, purifier), grey) == y).double().mean())
+    assert accuracy <= float(torch.bincount(y).max()) / len(y)
+    with pytest.raises(ValueError, match="outside"):
+        craft("grey", None, x, y, 0.4)
+
+
+def test_the_purifier_decodes_as_measured_and_passes_gradients_where_a_one_hot_code_blocks_them(
+        population: training.LoadedRun) -> None:
+    x = unit_images(population.task.data.x_test[:8])
+    for decoding in ("soft", "hard", "argmax"):
+        purifier = Purifier(population.model, population.tau, decoding, seed=5)
+        assert purifier.random == (decoding != "argmax")
+        if decoding == "argmax":  # noise-free: exactly the measurement module's decoding
+            assert torch.allclose(purifier(x), reconstruct(population.model, x, population.tau, "argmax"), atol=1e-6)
+        xg = x.clone().requires_grad_(True)
+        (grad,) = torch.autograd.grad(purifier(xg).sum(), xg)
+        assert grad.abs().sum() > 0  # exact (soft) or straight-through (hard, argmax): never blocked
+    purifier = Purifier(population.model, population.tau, "soft", seed=5)
+    first = purifier(x)
+    assert not torch.equal(first, purifier(x))  # fresh noise at every call
+    purifier.reseed(5)
+    assert torch.equal(first, purifier(x))  # ... and repeatable from a seed
+
+
+def test_eot_averages_probabilities_over_draws(cnn: classifier.TrainedClassifier,
+                                               population: training.LoadedRun) -> None:
+    x = unit_images(population.task.data.x_test[:4])
+    pipeline = Pipeline(cnn.model, Purifier(population.model, population.tau, "soft", seed=2))
+    with torch.no_grad():
+        expected = ExpectedPipeline(pipeline, 10)(x)
+        pipeline.reseed(2)  # the same noise: the ten draws as one batch of ten copies
+        draws = torch.softmax(pipeline(x.repeat(10, 1, 1, 1)), dim=1).view(10, 4, -1)
+        assert torch.allclose(expected.exp(), draws.mean(dim=0), atol=1e-6)
+        assert not torch.allclose(draws[0], draws[1])  # the draws differ
+        plain = Pipeline(cnn.model)  # no noise: EOT changes nothing
+        assert torch.allclose(ExpectedPipeline(plain, 10)(x), torch.log_softmax(plain(x), dim=1), atol=1e-5)
+
+
+def _evaluate(runs: list[Path], out: Path, cache: Path, **settings: object) -> dict:
+    manager = PluginManager()
+    chosen = evaluation_options(manager, "attacks", {"cache_dir": str(cache), **TINY_CNN, **settings})
+    evaluation = training.build_part(manager, "evaluations", "attacks", chosen)
+    report = Report(out, "attacks")
+    evaluation.run(EvalContext(runs=runs, base=training.load_run_config(runs[0], manager), report=report,
+                               manager=manager, train=lambda c: pytest.fail("nothing to train")))
+    report.write({})
+    return json.loads((out / "results.json").read_text())
+
+
+SMALL = {"subset": 8, "fgsm_eps": [0.5, 0.0], "pgd_eps": [0.1, 0.0], "eot_eps": [0.1], "apgd_eps": [0.1],
+         "apgd_steps": 10, "baseline": ""}
+
+
+def test_the_attacks_report_from_eps_zero_to_the_grey_bound_and_its_resume(
+        two_runs: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    results = _evaluate([two_runs[0]], tmp_path / "a", tmp_path / "cache", **SMALL)
+    clean = {r["pipeline"]: r["clean accuracy (attacked subset)"] for r in results["clean"]}
+    assert list(clean) == ["CNN", "CNN + paper-default (n=2)"]
+    rows = results["all_attacks"]
+    attacked = {(r["pipeline"], r["attack"]) for r in rows}
+    for expected in ["FGSM (non-adaptive)", "PGD (non-adaptive)", "FGSM (authors' variant)", "PGD (authors' variant)",
+                     "FGSM (adaptive)", "PGD (adaptive)", "PGD (adaptive, EOT 10)", "APGD-CE (adaptive, EOT 10)",
+                     "APGD-DLR (adaptive, EOT 10)", "grey image (adaptive)"]:
+        assert ("CNN + paper-default (n=2)", expected) in attacked
+    for row in rows:  # eps 0: no attack moves an image, and the pipelines are judged with the same draws
+        if row["eps 0"] is not None:
+            assert row["eps 0"] == clean[row["pipeline"]], row
+    for row in results["robust"]:
+        curve = [row[f"eps {e:g}"] for e in (0.5, 0.1, 0.0)]
+        assert all(a <= b for a, b in zip(curve, curve[1:])), row  # does not rise with eps
+        assert curve[-1] == clean[row["pipeline"]]
+    cnn_robust = results["robust"][0]["eps 0.5"]
+    assert cnn_robust <= results["largest_class_share"]  # the grey image is among the attacks at 0.5
+    assert [r["pipeline"] for r in results["table3_pgd"]] == list(clean)
+    assert len(results["attacked_images"]) == 8 == len(set(results["attacked_images"]))
+
+    def no_crafting(*args: object, **kwargs: object) -> None:
+        pytest.fail("an attack ran again instead of coming from the cache")
+
+    monkeypatch.setattr(attacks.Attacks, "_craft", no_crafting)
+    again = _evaluate([two_runs[0]], tmp_path / "b", tmp_path / "cache", **SMALL)
+    assert again["all_attacks"] == rows and again["robust"] == results["robust"]
+
+
+def test_attacks_refuse_bad_options_in_one_line(two_runs: tuple[Path, Path], tmp_path: Path) -> None:  # noqa: F811
+    manager = PluginManager()
+    with pytest.raises(UserError, match="'pgd_steps' must be >= 40"):
+        evaluation_options(manager, "attacks", {"pgd_steps": 10})
+    with pytest.raises(UserError, match="'fgsm_eps' takes a list of eps on"):
+        training.build_part(manager, "evaluations", "attacks",
+                            evaluation_options(manager, "attacks", {"fgsm_eps": [2]}))
+    evaluation = training.build_part(manager, "evaluations", "attacks", evaluation_options(manager, "attacks", {}))
+    with pytest.raises(UserError, match="need a labelled data set"):
+        evaluation.eps_lists("celeba")
