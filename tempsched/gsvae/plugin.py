@@ -21,10 +21,12 @@ def tempsched_register_evaluations(register: Any) -> None:
     from tempsched.gsvae.experiments.latents import Latents
     from tempsched.gsvae.experiments.recon import Recon
     from tempsched.gsvae.experiments.sweeps import NSweep, TauSweep
+    from tempsched.gsvae.experiments.unseen import Unseen
 
     register(Recon)
     register(NSweep)
     register(TauSweep)
     register(Latents)
+    register(Unseen)
     register(Anomaly)
     register(Attacks)
