@@ -101,10 +101,12 @@ CELLS: tuple[Cell, ...] = (
                                          ("cifar10-jpeg", "CIFAR-10 (JPEG q75 copy)", "cifar10-jpeg", 3)))
 
 
-def _config(manager: Any, toml: dict[str, Any], threads: int) -> Any:
+def _config(manager: Any, toml: dict[str, Any], threads: int, changes: dict[str, Any] | None = None) -> Any:
+    """The cell's base configuration with ``changes`` (dotted keys) layered on before it is resolved, so a
+    change of preset or population size gets that preset's schedules and parts."""
     from tempsched.config import layer
 
-    return layer(manager.registry, toml, {"performance.threads": threads} if threads else None)
+    return layer(manager.registry, toml, {**({"performance.threads": threads} if threads else {}), **(changes or {})})
 
 
 def _state(cell: Cell) -> str:
@@ -128,18 +130,20 @@ def run_cell(cell: Cell, threads: int, cache: Path) -> None:
     from tempsched.evaluation import EvalContext, Report
     from tempsched.plugins import PluginManager
 
-    from tempsched.config import replace_keys, resolve
-
     manager = PluginManager()
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)  # also for evaluations of runs that are reused, not trained here
     config = _config(manager, cell.base, threads)
     started = time.time()
-    tuned = _tuned_keys(cell, config, manager, cache) if cell.study else {}
+    tuned = _tuned_keys(cell, threads, manager, cache) if cell.study else {}
     run_dirs = []
     for change in cell.runs:
         keys = {k: v for k, v in change.items() if k != "tuned"}
         if change.get("tuned"):
             keys.update(tuned)
-        run_dirs.append(training.ensure_run(resolve(replace_keys(config, keys), manager.registry), manager, cache))
+        run_dirs.append(training.ensure_run(_config(manager, cell.base, threads, keys), manager, cache))
     reports = {}
     for name, settings in cell.evaluations:
         if name not in manager.registry.evaluations:
@@ -167,15 +171,13 @@ def run_cell(cell: Cell, threads: int, cache: Path) -> None:
     print(json.dumps(record), flush=True)
 
 
-def _tuned_keys(cell: Cell, config: Any, manager: Any, cache: Path) -> dict[str, Any]:
+def _tuned_keys(cell: Cell, threads: int, manager: Any, cache: Path) -> dict[str, Any]:
     """Run (or resume) the cell's tune study; the best trial's values by dotted configuration key."""
     from tempsched import tune
-    from tempsched.config import replace_keys, resolve
     from tempsched.space import SearchSpace
 
     assert cell.study is not None
-    changes = {k: v for k, v in cell.study.items() if k != "trials"}
-    base = resolve(replace_keys(config, changes), manager.registry)
+    base = _config(manager, cell.base, threads, {k: v for k, v in cell.study.items() if k != "trials"})
     space = manager.search_space(manager.registry.presets[base.plugin], SearchSpace.for_run(base, manager.registry))
     study_dir = cache / "studies" / cell.name
     settings = tune.TuneSettings(base=base, space=space, trials=cell.study["trials"], study_dir=study_dir,

@@ -65,6 +65,10 @@ def evaluate(
     chosen = evaluation_options(manager, name, settings)
     evaluation = training.build_part(manager, "evaluations", name, chosen)
     base = config_from_context(manager, ctx)
+    if base.performance.threads:
+        import torch
+
+        torch.set_num_threads(base.performance.threads)  # evaluations of reused runs train nothing
     run_dirs = list(runs or [])
     for run_dir in run_dirs:
         training.load_run_config(run_dir, manager)  # not a run directory: one line, before any work
