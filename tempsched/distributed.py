@@ -18,7 +18,7 @@ its own). Process 0 alone writes the run directory and calls the lifecycle hooks
 Faults: gloo waits 30 minutes in a collective by default, and in an epoch where one process trains
 more members than another the quicker ones legitimately wait a long time. So processes do not wait
 for each other inside a collective: they meet at a barrier on the rendezvous store, and a watchdog
-thread in each process shows a sign of life every few seconds and notices a process that showed none
+thread in each process shows a sign of life every second and notices a process that showed none
 for ``timeout`` seconds (kill -9, a lost machine) or that reported a failure. The main thread then
 stops after its current batch with ``PeerLost``, one line on process 0, whose last complete
 checkpoint stays intact. Collectives run with the same ``timeout`` as a backstop.
@@ -75,6 +75,12 @@ def usable_cpus() -> int:
         return os.cpu_count() or 1
 
 
+def _store_prefix() -> str:
+    """Where this run's keys live in the rendezvous store: a torchrun that restarts its workers reuses its
+    store, so each attempt has its own."""
+    return f"tempsched/{os.environ.get('TORCHELASTIC_RESTART_COUNT', '0')}"
+
+
 def _env_int(name: str, default: int | None = None) -> int:
     value = os.environ.get(name)
     if value is None and default is not None:
@@ -101,8 +107,7 @@ class Group:
         self.failure: str | None = None  # set by the watchdog; the main thread raises it at the next check
         self._barriers = 0
         self._stop = threading.Event()
-        # A torchrun that restarts its workers reuses its store: each attempt keeps its own keys.
-        prefix = f"tempsched/{os.environ.get('TORCHELASTIC_RESTART_COUNT', '0')}"
+        prefix = _store_prefix()
         addr, port = os.environ.get("MASTER_ADDR", LOCALHOST), _env_int("MASTER_PORT", 29500)
         try:
             base, _, _ = next(dist.rendezvous("env://", timeout=dt.timedelta(seconds=JOIN_SECONDS)))
@@ -115,9 +120,13 @@ class Group:
         self.store = dist.PrefixStore(prefix, base)
         self._watch_store = dist.PrefixStore(prefix, watch)
         self._arrive_all()
-        dist.init_process_group("cpu:gloo,cuda:nccl" if torch.cuda.is_available() else "gloo",
-                                store=dist.PrefixStore(f"{prefix}/pg", base), rank=self.rank,
-                                world_size=self.world, timeout=dt.timedelta(seconds=timeout))
+        try:
+            dist.init_process_group("cpu:gloo,cuda:nccl" if torch.cuda.is_available() else "gloo",
+                                    store=dist.PrefixStore(f"{prefix}/pg", base), rank=self.rank,
+                                    world_size=self.world, timeout=dt.timedelta(seconds=timeout))
+        except (RuntimeError, ValueError) as exc:
+            raise UserError(f"rank {self.rank} cannot connect to the run's other processes: "
+                            f"{describe_exception(exc)}") from None
         if self.local_world > 1:
             # One torch thread pool per core, not per process: K processes with a pool each as wide as
             # the machine would oversubscribe it (``--threads`` overrides this).
@@ -460,14 +469,14 @@ def launch(entry: Callable[[list[str]], None], argv: list[str], procs: int, time
            "LOCAL_WORLD_SIZE": str(procs), "TORCHELASTIC_USE_AGENT_STORE": "True"}
     context = torch.multiprocessing.start_processes(_start_rank, args=(entry, argv, env), nprocs=procs,
                                                     join=False, start_method="spawn")
-    codes = _wait(context.processes, grace=timeout + 10)
+    codes = _wait(context.processes, dist.PrefixStore(_store_prefix(), store), grace=timeout + 10)
     first = codes[0]
     if first < 0:
         raise PeerLost(f"rank 0 of {procs} was killed by {signal.Signals(-first).name}")
     return first
 
 
-def _wait(processes: Sequence[Any], grace: float) -> list[int]:
+def _wait(processes: Sequence[Any], store: dist.Store, grace: float) -> list[int]:
     """Wait for every process; once one fails (or Ctrl+C), the rest get ``grace`` seconds, then are stopped."""
     deadline: float | None = None
     pending = list(processes)
@@ -475,10 +484,8 @@ def _wait(processes: Sequence[Any], grace: float) -> list[int]:
         left = None if deadline is None else max(0.0, deadline - time.monotonic())
         try:
             ready = multiprocessing.connection.wait([p.sentinel for p in pending], left)
-        except KeyboardInterrupt:  # a Ctrl+C in a terminal reached them too; a signal to us alone did not
-            for p in pending:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(p.pid, signal.SIGINT)
+        except KeyboardInterrupt:
+            _pass_on_interrupt(pending, store)
             deadline = deadline or time.monotonic() + grace
             continue
         if not ready:
@@ -495,5 +502,24 @@ def _wait(processes: Sequence[Any], grace: float) -> list[int]:
                 p.join()
                 if p.exitcode and deadline is None:
                     deadline = time.monotonic() + grace
+                if p.exitcode < 0:  # killed: it told nobody, so tell the others now, not after their timeout
+                    with contextlib.suppress(Exception):
+                        store.set(f"failed/{processes.index(p)}", f"killed by {signal.Signals(-p.exitcode).name}")
+                        store.add("failed", 1)
         pending = [p for p in pending if p.exitcode is None]
     return [int(p.exitcode) for p in processes]
+
+
+def _pass_on_interrupt(processes: Sequence[Any], store: dist.Store, settle: float = 2.0) -> None:
+    """A Ctrl+C in a terminal reaches every process, a SIGINT sent to this one alone does not. A process
+    that got it tells the others through the store (``Group.fail``); if none did within ``settle`` seconds,
+    pass it on. Never twice: a second interrupt would cut short process 0's message and clean-up."""
+    deadline = time.monotonic() + settle
+    while time.monotonic() < deadline and any(p.is_alive() for p in processes):
+        if store.add("failed", 0):
+            return
+        time.sleep(0.05)
+    for p in processes:
+        if p.is_alive():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(p.pid, signal.SIGINT)
