@@ -28,7 +28,7 @@ SHORTCUTS: dict[str, str] = {
     "channels_last": "performance.channels_last", "threads": "performance.threads",
 }
 
-RUN_OPTIONS_NOT_TAKEN = ("out", "resume")
+RUN_OPTIONS_NOT_TAKEN = ("out", "resume", "procs", "peer_timeout")  # a study or report runs in one process
 RUN_OPTIONS = "tempsched.run-options"  # where the adopted options' values wait in the click context
 
 # Settings a resumed run may change: they do not change what the run computes (beyond a stated tolerance).
