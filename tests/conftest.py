@@ -5,8 +5,10 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import Any, Iterator
 
 import pytest
+import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 
@@ -19,6 +21,25 @@ from tempsched.config import RunConfig, layer  # noqa: E402
 from tempsched.plugins import PluginManager  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets"
+
+
+@pytest.fixture(scope="module")
+def one_thread() -> Iterator[None]:
+    """Tiny models on a busy two-core machine run several times faster on one thread than on two."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def assert_same_member_state(a: Any, b: Any) -> None:
+    """Members ``a`` and ``b`` hold equal weights and Adam state, in tensors of their own (no aliasing)."""
+    for pa, pb in zip(a.model.parameters(), b.model.parameters()):
+        assert torch.equal(pa, pb) and pa.data_ptr() != pb.data_ptr()
+        sa, sb = a.optimizer.state[pa], b.optimizer.state[pb]
+        assert set(sa) == set(sb) == {"step", "exp_avg", "exp_avg_sq"}
+        for key in sa:
+            assert torch.equal(sa[key], sb[key]) and sa[key].data_ptr() != sb[key].data_ptr()
 
 
 @pytest.fixture
@@ -39,3 +60,18 @@ def tiny_gsvae(manager: PluginManager, **overrides: object) -> RunConfig:
         else:
             base[key] = value
     return layer(manager.registry, base)
+
+
+@pytest.fixture(scope="session")
+def two_runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A tiny population run and the standard GS-VAE beside it (its ``baseline``), trained once per session
+    (``ensure_run`` in one folder) for the anomaly and attack tests."""
+    from tempsched import training
+    from tempsched.gsvae.experiments.compared import baseline_config
+
+    manager = PluginManager()
+    root = tmp_path_factory.getbasetemp() / "tiny-gsvae-runs"
+    config = tiny_gsvae(manager, members=2, epochs=1, task_options={"val_size": 48})
+    population = training.ensure_run(config, manager, root)
+    return population, training.ensure_run(baseline_config(config, "standard-annealing", config, manager),
+                                           manager, root)

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 import torch
 
-from conftest import tiny_gsvae
 from tempsched import training
 from tempsched.cli.eval_cmd import evaluation_options
 from tempsched.errors import UserError
@@ -19,13 +17,7 @@ from tempsched.gsvae.experiments.anomaly import auroc, balanced_accuracy, detect
 from tempsched.gsvae.patches import SHAPES, Patch, apply_patch, scaled_size, shape_mask
 from tempsched.plugins import PluginManager
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread() -> Iterator[None]:
-    """Tiny models on a busy two-core machine run several times faster on one thread than on two."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # Each shape drawn by hand at a few sizes: the mask must be exactly this.
@@ -112,20 +104,6 @@ def test_fit_threshold_cuts_between_the_groups_and_accuracy_is_balanced() -> Non
     assert fit_threshold(torch.tensor([1.0, 2.0]), torch.tensor([3.0, 4.0])) == 2.5
     assert fit_threshold(torch.tensor([3.0, 4.0]), torch.tensor([1.0, 2.0])) < 1.0  # all called patched: 50%
     assert balanced_accuracy(2.5, torch.tensor([1.0, 2.0, 3.0, 0.0]), torch.tensor([3.0])) == pytest.approx(0.875)
-
-
-@pytest.fixture(scope="module")
-def two_runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """A tiny population run and the standard GS-VAE beside it (its ``baseline``). tests/test_attacks.py
-    imports this fixture: ``ensure_run`` in one folder per session trains them once and then reuses them."""
-    manager = PluginManager()
-    root = tmp_path_factory.getbasetemp() / "tiny-gsvae-runs"
-    config = tiny_gsvae(manager, members=2, epochs=1, task_options={"val_size": 48})
-    population = training.ensure_run(config, manager, root)
-    from tempsched.gsvae.experiments.compared import baseline_config
-
-    return population, training.ensure_run(baseline_config(config, "standard-annealing", config, manager),
-                                           manager, root)
 
 
 def _evaluate(runs: list[Path], out: Path, **settings: object) -> dict:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 import torch
@@ -21,15 +20,8 @@ from tempsched.gsvae.experiments import attacks
 from tempsched.gsvae.measure import reconstruct, unit_images
 from tempsched.gsvae.purify import ExpectedPipeline, Pipeline, Purifier
 from tempsched.plugins import PluginManager
-from test_anomaly import two_runs  # noqa: F401  (the tiny runs, trained once for both files)
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread() -> Iterator[None]:
-    """Tiny models on a busy two-core machine run several times faster on one thread than on two."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 TINY_CNN = {"cnn_epochs": 8, "cnn_widths": [4, 8], "cnn_hidden": [16, 16]}

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import tiny_gsvae
+from conftest import assert_same_member_state, tiny_gsvae
 from tempsched.config import RunConfig, layer
 from tempsched.engine import Member, clamp, copy_member_state
 from tempsched.parts import EpochContext, Schedule
@@ -27,12 +27,7 @@ def test_copy_member_state_copies_weights_and_adam_state_without_aliasing(manage
     _step(a, task, batches[0]); _step(a, task, batches[1]); _step(b, task, batches[2])
     assert not torch.equal(next(a.model.parameters()), next(b.model.parameters()))
     copy_member_state(a, b)
-    for pa, pb in zip(a.model.parameters(), b.model.parameters()):
-        assert torch.equal(pa, pb) and pa.data_ptr() != pb.data_ptr()
-        sa, sb = a.optimizer.state[pa], b.optimizer.state[pb]
-        assert set(sa) == set(sb) == {"step", "exp_avg", "exp_avg_sq"}
-        for key in sa:
-            assert torch.equal(sa[key], sb[key]) and sa[key].data_ptr() != sb[key].data_ptr()
+    assert_same_member_state(a, b)
     # Same weights and moments: the same step on the same batch at the same tau and noise gives the same result.
     b.generator.set_state(a.generator.get_state())
     _step(a, task, batches[3]); _step(b, task, batches[3])

@@ -7,7 +7,6 @@ options are set with ``--set NAME=VALUE``.
 
 from __future__ import annotations
 
-import datetime as dt
 from pathlib import Path
 from typing import Any, Callable, List, Optional
 
@@ -23,16 +22,6 @@ from tempsched.evaluation import EvalContext, Report
 from tempsched.plugins import PluginManager
 
 console = Console()
-
-
-def _default_out(name: str) -> Path:
-    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    base = Path("reports") / f"{name}-{stamp}"
-    path, k = base, 1
-    while path.exists():
-        k += 1
-        path = Path(f"{base}-{k}")
-    return path
 
 
 def evaluation_options(manager: PluginManager, name: str, settings: dict[str, Any]) -> dict[str, Any]:
@@ -75,7 +64,7 @@ def evaluate(
     if len(run_dirs) < evaluation.needs_runs:
         raise UserError(f"evaluation '{name}' needs {evaluation.needs_runs} run director"
                         f"{'y' if evaluation.needs_runs == 1 else 'ies'}, got {len(run_dirs)}")
-    report_dir = out or _default_out(name)
+    report_dir = out or opt.fresh_path("reports", name)
     report = Report(report_dir, evaluation.title or name)
     with _progress() as progress:
         context = EvalContext(runs=run_dirs, base=base, report=report, progress=progress, manager=manager,

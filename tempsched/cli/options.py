@@ -9,7 +9,9 @@ that key exists for the run.
 from __future__ import annotations
 
 import copy
+import datetime as dt
 import tomllib
+from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from tempsched.errors import UserError
@@ -101,3 +103,13 @@ def adopt_run_options(root: Any, commands: tuple[str, ...] = ("tune", "eval")) -
 def run_values(ctx: Any) -> dict[str, Any]:
     """The adopted run options a command received (``adopt_run_options``), by name."""
     return dict(ctx.meta.get(RUN_OPTIONS, {}))
+
+
+def fresh_path(folder: str, name: str) -> Path:
+    """``folder/name-<time>``, with a counter when that exists already (the default --out of run and eval)."""
+    base = Path(folder) / f"{name}-{dt.datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    path, k = base, 1
+    while path.exists():
+        k += 1
+        path = Path(f"{base}-{k}")
+    return path

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from pathlib import Path
 from typing import Any, List, NoReturn, Optional
 
@@ -20,16 +19,6 @@ DATA, POPULATION, TEMPERATURE, SPEED, OUTPUT = "Data", "Population", "Temperatur
 
 console = Console()
 err_console = Console(stderr=True)
-
-
-def _default_out(plugin: str) -> Path:
-    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    base = Path("runs") / f"{plugin}-{stamp}"
-    path, k = base, 1
-    while path.exists():
-        k += 1
-        path = Path(f"{base}-{k}")
-    return path
 
 
 def config_from_options(manager: PluginManager, config_file: Optional[Path], given: dict[str, Any],
@@ -131,7 +120,7 @@ def run(
             run_dir = resume
         else:
             resolved = config_from_options(manager, config, given, param or [], option or [])
-            run_dir = out or _default_out(resolved.plugin)
+            run_dir = out or opt.fresh_path("runs", resolved.plugin)
         if procs is not None and procs > 1:
             _launch(resolved, run_dir, procs, peer_timeout, ctx)
         if group is not None:
