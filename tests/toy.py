@@ -88,7 +88,7 @@ def tempsched_register_presets(register: Any) -> None:
         name="toy-paper", description="paper strategies on the toy task", task="toy", members=5,
         assign=lambda n: ["fixed", "linear-up", "linear-down", "exp-up", "exp-down"][:n],
         feedback="patience", selection="min-loss", tau_initial=1.0, tau_min=0.5, tau_max=4.0,
-        tune={"tau.min": Range(0.5, 3.5), "tau.max": Range(3.6, 8.0)},
+        tune={"tau.min": Range(0.5, 3.5, log=True), "tau.max": Range(3.6, 8.0, log=True)},
     ))
 
 
