@@ -95,7 +95,7 @@ CELLS: tuple[Cell, ...] = (
          f"the {name}-population run and its standard GS-VAE; anomaly: 3 shapes x 7 sizes + the paper's 2 cases "
          "on the full validation and test splits; attacks: basic CNN 5 epochs, 1,000 test images, PGD 40 steps, "
          "EOT 10 draws at 3 eps, APGD-CE/DLR 100 steps at 1 eps, CPU", _base(dataset, epochs),
-         evaluations=(("anomaly", {}), ("attacks", {"cache_dir": str(CACHE / "eval")})))
+         evaluations=(("anomaly", {}), ("attacks", {})))
     for name, title, dataset, epochs in (("mnist", "MNIST", "mnist", 10),
                                          ("fashion", "Fashion-MNIST", "fashion-mnist", 10),
                                          ("cifar10-jpeg", "CIFAR-10 (JPEG q75 copy)", "cifar10-jpeg", 3)))
@@ -153,7 +153,7 @@ def run_cell(cell: Cell, threads: int, cache: Path) -> None:
         report = Report(out, f"{cell.name}: {name}")
         chosen = evaluation_options(manager, name, settings)
         evaluation = training.build_part(manager, "evaluations", name, chosen)
-        evaluation.run(EvalContext(runs=run_dirs, base=config, report=report, manager=manager,
+        evaluation.run(EvalContext(runs=run_dirs, base=config, report=report, manager=manager, cache=cache,
                                    train=lambda c: training.ensure_run(c, manager, cache)))
         report.write({"evaluation": name, "options": chosen, "runs": [r.name for r in run_dirs],
                       "base": config.to_dict()})

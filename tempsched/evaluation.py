@@ -129,6 +129,7 @@ class EvalContext:
     train: Callable[[RunConfig], Path]  # train (or reuse, or resume) a run of this config; its directory
     progress: Progress = quiet_progress
     manager: Any = None  # the plugin manager of the command (a fresh one when not given)
+    cache: Path = Path("runs/eval")  # where ``train`` keeps runs; evaluations keep other reusable work here too
 
     def __post_init__(self) -> None:
         if self.manager is None:

@@ -142,11 +142,11 @@ def test_eot_averages_probabilities_over_draws(cnn: classifier.TrainedClassifier
 
 def _evaluate(runs: list[Path], out: Path, cache: Path, **settings: object) -> dict:
     manager = PluginManager()
-    chosen = evaluation_options(manager, "attacks", {"cache_dir": str(cache), **TINY_CNN, **settings})
+    chosen = evaluation_options(manager, "attacks", {**TINY_CNN, **settings})
     evaluation = training.build_part(manager, "evaluations", "attacks", chosen)
     report = Report(out, "attacks")
     evaluation.run(EvalContext(runs=runs, base=training.load_run_config(runs[0], manager), report=report,
-                               manager=manager, train=lambda c: pytest.fail("nothing to train")))
+                               manager=manager, cache=cache, train=lambda c: pytest.fail("nothing to train")))
     report.write({})
     return json.loads((out / "results.json").read_text())
 

@@ -41,8 +41,9 @@ def evaluate(
     runs: Optional[List[Path]] = typer.Argument(None, help="Run directories to evaluate."),
     out: Optional[Path] = typer.Option(None, help="Report folder (default reports/NAME-<time>).",
                                        rich_help_panel="Evaluation"),
-    cache: Path = typer.Option(Path("runs/eval"), help="Where runs the evaluation trains are kept; a finished run "
-                               "of the same configuration is reused, an unfinished one resumed.",
+    cache: Path = typer.Option(Path("runs/eval"), help="Where runs the evaluation trains (and other reusable work, such "
+                               "as a classifier or attack results) are kept; a finished run of the same configuration "
+                               "is reused, an unfinished one resumed.",
                                rich_help_panel="Evaluation"),
     set_: Optional[List[str]] = typer.Option(None, "--set", help="An option of the evaluation: NAME=VALUE "
                                              "(repeatable; 'tempsched plugins' lists them).",
@@ -68,7 +69,7 @@ def evaluate(
     report = Report(report_dir, evaluation.title or name)
     with _progress() as progress:
         context = EvalContext(runs=run_dirs, base=base, report=report, progress=progress, manager=manager,
-                              train=lambda config: training.ensure_run(config, manager, cache))
+                              cache=cache, train=lambda config: training.ensure_run(config, manager, cache))
         evaluation.run(context)
     report.write({"evaluation": name, "options": chosen, "runs": [str(r) for r in run_dirs], "base": base.to_dict()})
     console.print(f"report: {report_dir / 'report.md'}", highlight=False)

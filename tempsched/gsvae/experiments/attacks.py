@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import zlib
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Sequence
 
 import torch
@@ -140,14 +139,13 @@ class Attacks(Evaluation):
         "cnn_epochs": Param(5, "epochs of the basic CNN's training", low=1),
         "cnn_widths": Param([32, 64], "the CNN's two convolution widths"),
         "cnn_hidden": Param([128, 64], "the CNN's two hidden fully connected widths"),
-        "cache_dir": Param("runs/eval", "folder for the trained CNN (classifiers/) and attack results (attacks/)"),
         "seed": Param(0, "seed of the subset, the CNN's training and the attacks' random starts", low=0),
     }
 
     def __init__(self, fgsm_eps: list[Any], pgd_eps: list[Any], eot_eps: list[Any], apgd_eps: list[Any],
                  subset: int, pgd_steps: int, apgd_steps: int, eot_draws: int, authors_variant: bool,
                  decoding: str, baseline: str, cnn_epochs: int, cnn_widths: list[Any], cnn_hidden: list[Any],
-                 cache_dir: str, seed: int) -> None:
+                 seed: int) -> None:
         self.given = {"fgsm": _float_list(fgsm_eps, "fgsm_eps"), "pgd": _float_list(pgd_eps, "pgd_eps"),
                       "eot": _float_list(eot_eps, "eot_eps"), "apgd": _float_list(apgd_eps, "apgd_eps")}
         for key, widths in (("cnn_widths", cnn_widths), ("cnn_hidden", cnn_hidden)):
@@ -157,7 +155,7 @@ class Attacks(Evaluation):
         self.subset, self.budget, self.eot_draws = subset, Budget(pgd_steps, apgd_steps), eot_draws
         self.authors_variant, self.decoding, self.baseline = authors_variant, decoding, baseline
         self.cnn = {"train_epochs": cnn_epochs, "widths": tuple(cnn_widths), "hidden": tuple(cnn_hidden)}
-        self.cache, self.seed = Path(cache_dir), seed
+        self.seed = seed
 
     # -- what runs -------------------------------------------------------------------------------------------
 
@@ -202,7 +200,7 @@ class Attacks(Evaluation):
         eps_all = sorted({e for values in lists.values() for e in values}, reverse=True)
         data = self._classifier_data(models[0])
         spec = ClassifierSpec(first.config.task_options["dataset"], data.describe(), seed=self.seed, **self.cnn)
-        cnn = ensure_classifier(spec, data, self.cache / "classifiers", first.task.device,
+        cnn = ensure_classifier(spec, data, ctx.cache / "classifiers", first.task.device,
                                 ctx.progress("attacks: training the basic CNN", spec.train_epochs))
         x_test, y_test = unit_images(data.x_test), data.y_test
         target = Target(tuple(x_test.shape[1:]), cnn.model.head[-1].out_features, first.task.device,
@@ -218,7 +216,7 @@ class Attacks(Evaluation):
         advance = ctx.progress(f"attacks: {len(work)} attack runs on {len(xs)} images", len(work))
         shared: dict[tuple[Attack, float], torch.Tensor] = {}  # non-adaptive images, crafted once for every row
         for row, eps, attack in work:
-            path = self.cache / "attacks" / f"{self._key(row, attack, eps, picked)}.pt"
+            path = ctx.cache / "attacks" / f"{self._key(row, attack, eps, picked)}.pt"
             if path.is_file():
                 row.correct[(attack, eps)] = rd.load_torch(path, RESULT_FORMAT)["correct"]
             else:
