@@ -211,33 +211,56 @@ def _report_body(report_dir: Path) -> str:
     return body.replace("](", f"]({rel}/").replace(f"]({rel}/http", "](http").strip().replace("\n## ", "\n#### ")
 
 
-def write_docs() -> None:
+def _collect_finished_runs(cache: Path) -> None:
+    """Keep (in docs/reproduction/<cell>/run) each cell's first run that has finished in the cache, also
+    while the cell's evaluations are still to come, so the doc can show what is already measured."""
+    from tempsched import training
+    from tempsched.plugins import PluginManager
+
+    manager = PluginManager()
+    for cell in CELLS:
+        if not cell.runs or cell.study:
+            continue
+        run_dir = training.cached_run_dir(_config(manager, cell.base, 0, cell.runs[0]), cache)
+        if (run_dir / "summary.json").is_file():
+            _keep(run_dir, RESULTS / cell.name / "run", RUN_FILES)
+
+
+def _population_text(cell: Cell, kept: Path) -> str:
+    summary = json.loads((kept / "run" / "summary.json").read_text())
+    metrics = ", ".join(f"{k.replace('_', ' ')} {v:.5g}" for k, v in summary["test_metrics"].items())
+    return (f"Population run: best member {summary['best_member']} ({summary['best_strategy']}) of epoch "
+            f"{summary['best_epoch'] + 1}, tau {summary['best_tau']:.4g}; on the full test set {metrics}. Wall time "
+            f"{summary['wall_seconds']:.0f} s on the CPU ({summary['images_per_second_per_member']:.0f} images/s "
+            f"per member); data: {summary['data']}. Its tau trajectories:\n\n"
+            f"![trajectories](reproduction/{cell.name}/run/trajectories.png)")
+
+
+def write_docs(cache: Path) -> None:
     """docs/reproduction.md from the cells' records and reports; commentary from reproduction_notes.md."""
     from tempsched.rundir import write_text
 
+    _collect_finished_runs(cache)
     notes = _notes()
     parts = ["# Reproduction of the paper's experiments",
-             "Written by `python benchmarks/reproduce.py --write-docs` from the finished cells under `runs/repro/`; "
-             "only the commentary (from `benchmarks/reproduction_notes.md`) is typed by hand. Each cell names its "
-             "budget and the command that reruns it (a finished run is reused, a cut-off one resumed).",
+             "Written by `python benchmarks/reproduce.py --write-docs` from what the cells have finished (kept "
+             "under `docs/reproduction/`); only the commentary (from `benchmarks/reproduction_notes.md`) is typed "
+             "by hand. Each cell names its budget and the command that reruns it (a finished run is reused, a "
+             "cut-off one resumed).",
              notes.get("introduction", "")]
     for cell in CELLS:
         parts.append(f"## {cell.name}: {cell.what}")
         parts.append(f"Budget: {cell.budget}. Command: `python benchmarks/reproduce.py --cells {cell.name}`.")
         kept = RESULTS / cell.name
-        if _state(cell) != "done":
-            parts.append("**Not run yet** at this budget.")
-        else:
-            record = json.loads((kept / "cell.json").read_text())
-            if (kept / "run" / "summary.json").is_file():
-                summary = json.loads((kept / "run" / "summary.json").read_text())
-                parts.append(f"Population run `{record['runs'][0]}`: wall time {summary['wall_seconds']:.0f} s on "
-                             f"the CPU ({summary['images_per_second_per_member']:.0f} images/s per member); data: "
-                             f"{summary['data']}. Its tau trajectories:\n\n![trajectories](reproduction/{cell.name}/"
-                             f"run/trajectories.png)")
-            for name in record["evaluations"]:
+        if (kept / "run" / "summary.json").is_file():
+            parts.append(_population_text(cell, kept))
+        if _state(cell) == "done":
+            for name in json.loads((kept / "cell.json").read_text())["evaluations"]:
                 parts.append(f"### {name}")
                 parts.append(_report_body(kept / name))
+        else:
+            parts.append("**Evaluations not run yet** at this budget." if (kept / "run").is_dir()
+                         else "**Not run yet** at this budget.")
         if notes.get(cell.name):
             parts.append(notes[cell.name])
     write_text(DOC, "\n\n".join(p for p in parts if p) + "\n")
@@ -259,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, str(ROOT))
     wanted = [c for c in CELLS if not args.cells or c.name in args.cells.split(",")]
     if args.write_docs:
-        write_docs()
+        write_docs(args.cache.resolve())
         return 0
     if args.list:
         for cell in CELLS:
