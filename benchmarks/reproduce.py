@@ -122,12 +122,19 @@ def _state(cell: Cell) -> str:
 
 
 def _keep(source: Path, target: Path, names: tuple[str, ...] | None = None) -> None:
-    """Copy a run's or report's small files into the repository (``names``: only these)."""
+    """Copy a run's or report's small files into the repository (``names``: only these); a run summary's
+    ``run_dir`` is written relative to the repository, as every path in the docs."""
     import shutil
 
     target.mkdir(parents=True, exist_ok=True)
     for path in source.iterdir():
-        if path.is_file() and (names is None or path.name in names) and not path.name.startswith("."):
+        if not path.is_file() or (names is not None and path.name not in names) or path.name.startswith("."):
+            continue
+        if path.name == "summary.json":
+            summary = json.loads(path.read_text())
+            summary["run_dir"] = os.path.relpath(Path(summary["run_dir"]).resolve(), ROOT)
+            (target / path.name).write_text(json.dumps(summary, indent=2) + "\n")
+        else:
             shutil.copyfile(path, target / path.name)
 
 
@@ -226,12 +233,15 @@ def _collect_finished_runs(cache: Path) -> None:
     from tempsched.plugins import PluginManager
 
     manager = PluginManager()
+    kept: set[str] = {json.loads((RESULTS / c.name / "cell.json").read_text())["runs"][0]
+                      for c in CELLS if _state(c) == "done" and c.runs}
     for cell in CELLS:
-        if not cell.runs or cell.study:
+        if not cell.runs or cell.study or _state(cell) == "done":
             continue
         run_dir = training.cached_run_dir(_config(manager, cell.base, 0, cell.runs[0]), cache)
-        if (run_dir / "summary.json").is_file():
+        if (run_dir / "summary.json").is_file() and run_dir.name not in kept:
             _keep(run_dir, RESULTS / cell.name / "run", RUN_FILES)
+            kept.add(run_dir.name)
 
 
 def _population_text(cell: Cell, kept: Path) -> str:
@@ -289,8 +299,10 @@ def main(argv: list[str] | None = None) -> int:
     os.chdir(ROOT)  # run directories and data paths are relative to the repository
     sys.path.insert(0, str(ROOT))
     wanted = [c for c in CELLS if not args.cells or c.name in args.cells.split(",")]
+    # Relative to the repository, so reports and docs name ../repro-runs, not this machine's path.
+    cache = Path(os.path.relpath(args.cache.resolve(), ROOT))
     if args.write_docs:
-        write_docs(args.cache.resolve())
+        write_docs(cache)
         return 0
     if args.list:
         for cell in CELLS:
@@ -298,7 +310,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     for cell in wanted:
         if _state(cell) != "done" or args.cells:
-            run_cell(cell, args.threads, args.cache.resolve())
+            run_cell(cell, args.threads, cache)
     return 0
 
 
