@@ -18,6 +18,8 @@ from pathlib import Path
 
 import torch
 
+from tempsched.hardware import cpu_model_and_flags
+
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "benchmarks.md"
 SHARED_DATA = ROOT.parent / "shared" / "datasets"
@@ -85,18 +87,7 @@ class CPU:
 @functools.lru_cache(maxsize=1)
 def cpu() -> CPU:
     """Detect the CPU: model name, logical CPUs and flags from /proc/cpuinfo, bf16 support as torch sees it."""
-    model, flags = "", frozenset()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            key = key.strip()
-            if key == "model name" and not model:
-                model = value.strip()
-            elif key == "flags" and not flags:
-                flags = frozenset(value.split())
-    except OSError:
-        pass
-    model = model or platform.processor() or platform.machine() or "unknown CPU"
+    model, flags = cpu_model_and_flags()
     try:
         onednn_bf16: bool | None = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):

@@ -52,6 +52,11 @@ class Cell:
     study: dict[str, Any] | None = None  # a tune study first (changes of base); then runs may say "tuned"
 
 
+# Keys of a run's change that are not configuration: "tuned" takes the study's best values; "label" groups
+# runs (e.g. one per seed) into the mean-over-seeds table the doc shows under the cell's recon.
+NOT_CONFIG = ("tuned", "label")
+
+
 def _base(dataset: str, epochs: int, **more: Any) -> dict[str, Any]:
     return {"plugin": "paper-default", "members": 8, "epochs": epochs, "seed": 0,
             "task_options": {"dataset": dataset, "data_dir": DATA}, **more}
@@ -60,28 +65,30 @@ def _base(dataset: str, epochs: int, **more: Any) -> dict[str, Any]:
 PAPER_EVALS = (("recon", {}), ("tau-sweep", {}), ("latents", {}))
 WITH_BASELINES = (("recon", {"baselines": True}),)
 SEEDS = tuple(change for seed in (0, 1, 2) for change in (
-    {"seed": seed}, {"seed": seed, "plugin": "standard-annealing", "members": 1, "epochs": 40}))
+    {"seed": seed, "label": "population, n = 8, 5 epochs"},
+    {"seed": seed, "plugin": "standard-annealing", "members": 1, "epochs": 40,
+     "label": "standard annealing, 40 epochs (equal compute)"}))
 
 CELLS: tuple[Cell, ...] = (
     Cell("mnist-population", "MNIST, paper-default n = 8, 10 epochs, seed 0 (Table 1, Fig. 5, Fig. 6)",
-         "full MNIST (54,000 train / 6,000 val / 10,000 test), 10 epochs, n = 8, CPU", _base("mnist", 10),
+         "full MNIST, 10 epochs, n = 8", _base("mnist", 10),
          evaluations=PAPER_EVALS),
     Cell("mnist-baselines", "MNIST: the same population beside its fair baselines (Table 1)",
          "the mnist-population run; standard annealing for 10 and for 80 epochs, tau fixed for 80 epochs, the "
-         "population's policy replayed for 10 epochs, each one model, CPU", _base("mnist", 10),
+         "population's policy replayed for 10 epochs, each one model", _base("mnist", 10),
          evaluations=WITH_BASELINES),
     Cell("mnist-seeds", "MNIST, seeds 0-2: population (n = 8, 5 epochs) vs standard annealing at equal compute "
-         "(40 epochs)", "full MNIST, 5 epochs x 8 members vs 40 epochs x 1, seeds 0, 1, 2, CPU", _base("mnist", 5),
+         "(40 epochs)", "full MNIST, 5 epochs x 8 members vs 40 epochs x 1, seeds 0, 1, 2", _base("mnist", 5),
          runs=SEEDS, evaluations=(("recon", {}),)),
-    Cell("mnist-n-sweep", "MNIST, n in 1, 2, 4, 8 (Fig. 4)", "full MNIST, 3 epochs, seed 0, CPU", _base("mnist", 3),
+    Cell("mnist-n-sweep", "MNIST, n in 1, 2, 4, 8 (Fig. 4)", "full MNIST, 3 epochs, seed 0", _base("mnist", 3),
          evaluations=(("n-sweep", {}),)),
     Cell("fashion-population", "Fashion-MNIST, paper-default n = 8, 10 epochs, seed 0",
-         "full Fashion-MNIST (54,000 / 6,000 / 10,000), 10 epochs, n = 8, CPU", _base("fashion-mnist", 10),
+         "full Fashion-MNIST, 10 epochs, n = 8", _base("fashion-mnist", 10),
          evaluations=PAPER_EVALS),
     Cell("fashion-baselines", "Fashion-MNIST: the same population beside its fair baselines",
-         "the fashion-population run and the four one-model baselines of mnist-baselines, CPU",
+         "the fashion-population run and the four one-model baselines of mnist-baselines",
          _base("fashion-mnist", 10), evaluations=WITH_BASELINES),
-    Cell("mnist-unseen", "MNIST without digits 2 and 3 (Fig. 7-8)", "full MNIST less 2s and 3s, 5 epochs, n = 8, CPU",
+    Cell("mnist-unseen", "MNIST without digits 2 and 3 (Fig. 7-8)", "full MNIST less 2s and 3s, 5 epochs, n = 8",
          _base("mnist", 5), runs=(), evaluations=(("unseen", {}),)),
     Cell("cifar10-jpeg", "CIFAR-10 (JPEG q75 copy, 50,000 / 10,000), paper architecture, n = 8, 3 epochs",
          "CIFAR-10 JPEG q75, conv 32/64/128/256, z1 256 and z2 128 units, 3 epochs, n = 8",
@@ -90,7 +97,7 @@ CELLS: tuple[Cell, ...] = (
          "study: 20 trials x 4 members x 3 epochs on 20,000 MNIST images (about 420 steps per member); "
          "comparison: 4 members x 3 epochs on full MNIST, seeds 0-2, full test set",
          {**_base("mnist", 3), "members": 4},
-         runs=tuple(change for seed in (0, 1, 2) for change in ({"seed": seed}, {"seed": seed, "tuned": True})),
+         runs=tuple(change for seed in (0, 1, 2) for change in ({"seed": seed, "label": "default knobs"}, {"seed": seed, "tuned": True, "label": "tuned knobs"})),
          evaluations=(("recon", {}),), study={"trials": 20, "task_options.train_size": 20000}),
     Cell("cifar10-exact", "CIFAR-10 exact subset (8,068 / 1,017): does JPEG change the conclusion?",
          "CIFAR-10 exact subset, same architecture, 3 epochs, n = 8", _base("cifar10-exact", 3),
@@ -102,19 +109,41 @@ CELLS: tuple[Cell, ...] = (
     Cell(f"{name}-robustness", f"{title}: patch anomalies (Fig. 9) and purification under attack (Tables 2-3)",
          f"the {name}-population run and its standard GS-VAE; anomaly: 3 shapes x 7 sizes + the paper's 2 cases "
          "on the full validation and test splits; attacks: basic CNN 5 epochs, 1,000 test images, PGD 40 steps, "
-         "EOT 10 draws at 3 eps, APGD-CE/DLR 100 steps at 1 eps, CPU", _base(dataset, epochs),
+         "EOT 10 draws at 3 eps, APGD-CE/DLR 100 steps at 1 eps", _base(dataset, epochs),
          evaluations=(("anomaly", {}), ("attacks", {})))
     for name, title, dataset, epochs in (("mnist", "MNIST", "mnist", 10),
                                          ("fashion", "Fashion-MNIST", "fashion-mnist", 10),
                                          ("cifar10-jpeg", "CIFAR-10 (JPEG q75 copy)", "cifar10-jpeg", 3)))
 
 
-def _config(manager: Any, toml: dict[str, Any], threads: int, changes: dict[str, Any] | None = None) -> Any:
+@dataclass(frozen=True)
+class Where:
+    """Where this invocation trains and evaluates: ``device`` and torch threads (0: torch's default).
+    Neither enters a run's fingerprint, so a run trained on a GPU is reused on the CPU and the other way."""
+
+    device: str = "cpu"
+    threads: int = 0
+
+    def keys(self) -> dict[str, Any]:
+        return {"device": self.device, **({"performance.threads": self.threads} if self.threads else {})}
+
+    def hardware(self) -> str:
+        from tempsched.hardware import describe
+
+        return describe(self.device)
+
+
+def _config(manager: Any, toml: dict[str, Any], where: Where, changes: dict[str, Any] | None = None) -> Any:
     """The cell's base configuration with ``changes`` (dotted keys) layered on before it is resolved, so a
     change of preset or population size gets that preset's schedules and parts."""
     from tempsched.config import layer
 
-    return layer(manager.registry, toml, {**({"performance.threads": threads} if threads else {}), **(changes or {})})
+    return layer(manager.registry, toml, {**where.keys(), **(changes or {})})
+
+
+def _settings(change: dict[str, Any]) -> dict[str, Any]:
+    """A run's change without the keys that are not configuration (NOT_CONFIG)."""
+    return {k: v for k, v in change.items() if k not in NOT_CONFIG}
 
 
 def _state(cell: Cell) -> str:
@@ -138,7 +167,7 @@ def _keep(source: Path, target: Path, names: tuple[str, ...] | None = None) -> N
             shutil.copyfile(path, target / path.name)
 
 
-def run_cell(cell: Cell, threads: int, cache: Path) -> None:
+def run_cell(cell: Cell, where: Where, cache: Path) -> None:
     """Train the cell's population (reused or resumed if there), then run its evaluations."""
     from tempsched import training
     from tempsched.cli.eval_cmd import evaluation_options
@@ -146,19 +175,19 @@ def run_cell(cell: Cell, threads: int, cache: Path) -> None:
     from tempsched.plugins import PluginManager
 
     manager = PluginManager()
-    if threads:
+    if where.threads:
         import torch
 
-        torch.set_num_threads(threads)  # also for evaluations of runs that are reused, not trained here
-    config = _config(manager, cell.base, threads)
+        torch.set_num_threads(where.threads)  # also for evaluations of runs that are reused, not trained here
+    config = _config(manager, cell.base, where)
     started = time.time()
-    tuned = _tuned_keys(cell, threads, manager, cache) if cell.study else {}
+    tuned = _tuned_keys(cell, where, manager, cache) if cell.study else {}
     run_dirs = []
     for change in cell.runs:
-        keys = {k: v for k, v in change.items() if k != "tuned"}
+        keys = _settings(change)
         if change.get("tuned"):
             keys.update(tuned)
-        run_dirs.append(training.ensure_run(_config(manager, cell.base, threads, keys), manager, cache))
+        run_dirs.append(training.ensure_run(_config(manager, cell.base, where, keys), manager, cache))
     reports = {}
     for name, settings in cell.evaluations:
         if name not in manager.registry.evaluations:
@@ -174,7 +203,8 @@ def run_cell(cell: Cell, threads: int, cache: Path) -> None:
                       "base": config.to_dict()})
         reports[name] = out
     record = {"cell": cell.name, "runs": [r.name for r in run_dirs], "evaluations": list(reports),
-              "complete": len(reports) == len(cell.evaluations), "seconds_this_session": time.time() - started}
+              "complete": len(reports) == len(cell.evaluations), "seconds_this_session": time.time() - started,
+              "hardware": where.hardware()}
     if record["complete"]:
         from tempsched.rundir import write_text
 
@@ -186,13 +216,13 @@ def run_cell(cell: Cell, threads: int, cache: Path) -> None:
     print(json.dumps(record), flush=True)
 
 
-def _tuned_keys(cell: Cell, threads: int, manager: Any, cache: Path) -> dict[str, Any]:
+def _tuned_keys(cell: Cell, where: Where, manager: Any, cache: Path) -> dict[str, Any]:
     """Run (or resume) the cell's tune study; the best trial's values by dotted configuration key."""
     from tempsched import tune
     from tempsched.space import SearchSpace
 
     assert cell.study is not None
-    base = _config(manager, cell.base, threads, {k: v for k, v in cell.study.items() if k != "trials"})
+    base = _config(manager, cell.base, where, {k: v for k, v in cell.study.items() if k != "trials"})
     space = manager.search_space(manager.registry.presets[base.plugin], SearchSpace.for_run(base, manager.registry))
     study_dir = cache / "studies" / cell.name
     settings = tune.TuneSettings(base=base, space=space, trials=cell.study["trials"], study_dir=study_dir,
@@ -238,10 +268,32 @@ def _collect_finished_runs(cache: Path) -> None:
     for cell in CELLS:
         if not cell.runs or cell.study or _state(cell) == "done":
             continue
-        run_dir = training.cached_run_dir(_config(manager, cell.base, 0, cell.runs[0]), cache)
+        run_dir = training.cached_run_dir(_config(manager, cell.base, Where(), _settings(cell.runs[0])), cache)
         if (run_dir / "summary.json").is_file() and run_dir.name not in kept:
             _keep(run_dir, RESULTS / cell.name / "run", RUN_FILES)
             kept.add(run_dir.name)
+
+
+def _seed_table(cell: Cell, kept: Path) -> str:
+    """Mean and spread over seeds of the recon figures, per run label: the cell's comparison at a glance."""
+    import statistics
+
+    rows = json.loads((kept / "recon" / "results.json").read_text())["recon"]
+    runs = json.loads((kept / "cell.json").read_text())["runs"]
+    if [Path(row["run"]).name for row in rows[:len(runs)]] != runs:
+        raise RuntimeError(f"{cell.name}: the recon rows are not the cell's runs in order")
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for change, row in zip(cell.runs, rows):
+        groups.setdefault(change["label"], []).append(row)
+    columns = [c for c in ("soft MSE", "hard MSE (5 draws)", "argmax MSE", "-ELBO soft", "tau") if c in rows[0]]
+    lines = ["| runs | seeds | " + " | ".join(f"{c} (mean ± sd)" for c in columns) + " |",
+             "|---|---|" + "---|" * len(columns)]
+    for label, group in groups.items():
+        cells = [f"{statistics.fmean(r[c] for r in group):.5g} ± {statistics.stdev(r[c] for r in group):.2g}"
+                 if len(group) > 1 else f"{group[0][c]:.5g}" for c in columns]
+        lines.append(f"| {label} | {len(group)} | " + " | ".join(cells) + " |")
+    return ("Over seeds (from the recon table below; sd is the sample standard deviation over seeds):\n\n"
+            + "\n".join(lines))
 
 
 def _population_text(cell: Cell, kept: Path) -> str:
@@ -249,9 +301,20 @@ def _population_text(cell: Cell, kept: Path) -> str:
     metrics = ", ".join(f"{k.replace('_', ' ')} {v:.5g}" for k, v in summary["test_metrics"].items())
     return (f"Population run: best member {summary['best_member']} ({summary['best_strategy']}) of epoch "
             f"{summary['best_epoch'] + 1}, tau {summary['best_tau']:.4g}; on the full test set {metrics}. Wall time "
-            f"{summary['wall_seconds']:.0f} s on the CPU ({summary['images_per_second_per_member']:.0f} images/s "
-            f"per member); data: {summary['data']}. Its tau trajectories:\n\n"
-            f"![trajectories](reproduction/{cell.name}/run/trajectories.png)")
+            f"{summary['wall_seconds']:.0f} s on {_trained_on(summary, kept / 'run')} "
+            f"({summary['images_per_second_per_member']:.0f} images/s per member); data: {summary['data']}. Its tau "
+            f"trajectories:\n\n![trajectories](reproduction/{cell.name}/run/trajectories.png)")
+
+
+def _trained_on(summary: dict[str, Any], run: Path) -> str:
+    """The hardware a run's summary names; runs from before summaries named it give their device and threads."""
+    if summary.get("hardware"):
+        return summary["hardware"]
+    import tomllib
+
+    config = tomllib.loads((run / "config.toml").read_text())
+    threads = config["performance"].get("threads") or "default"
+    return f"the {config['device'].upper()} ({threads} torch threads)"
 
 
 def write_docs(cache: Path) -> None:
@@ -273,6 +336,8 @@ def write_docs(cache: Path) -> None:
         if (kept / "run" / "summary.json").is_file():
             parts.append(_population_text(cell, kept))
         if _state(cell) == "done":
+            if any("label" in change for change in cell.runs) and (kept / "recon" / "results.json").is_file():
+                parts.append(_seed_table(cell, kept))
             for name in json.loads((kept / "cell.json").read_text())["evaluations"]:
                 parts.append(f"### {name}")
                 parts.append(_report_body(kept / name))
@@ -289,6 +354,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cells", default="", help="comma-separated cell names (default: every cell not done)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per run (default 1)")
+    parser.add_argument("--device", default="cpu", help="torch device of new runs and evaluations (default cpu)")
     parser.add_argument("--cache", type=Path, default=CACHE, help="folder of the cells' runs (default ../repro-runs)")
     parser.add_argument("--list", action="store_true", help="list the cells and their state")
     parser.add_argument("--write-docs", action="store_true", help="regenerate docs/reproduction.md and stop")
@@ -310,7 +376,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     for cell in wanted:
         if _state(cell) != "done" or args.cells:
-            run_cell(cell, args.threads, cache)
+            run_cell(cell, Where(args.device, args.threads), cache)
     return 0
 
 

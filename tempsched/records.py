@@ -71,3 +71,4 @@ class RunSummary:
     images_per_second_per_member: float
     data: str
     extra: dict[str, Any] = field(default_factory=dict)
+    hardware: str = ""  # what trained it, as detected (GPU name, or CPU model and threads): figures name it

@@ -20,6 +20,7 @@ from tempsched.config import RunConfig, layer, load_toml, resolve
 from tempsched.distributed import Group, Spread
 from tempsched.engine import Member, Population, TauBounds
 from tempsched.errors import PartError, UserError, describe_exception
+from tempsched.hardware import describe
 from tempsched.plugins import PluginManager
 from tempsched.steppers import choose_stepper
 from tempsched.records import BatchProgress, EpochRecord, RunInfo, RunSummary
@@ -337,7 +338,7 @@ def finish(run: rd.RunDir, built: Built, config: RunConfig, train_seconds: float
         run_dir=run.path, best_epoch=int(best["epoch"]), best_member=int(best["member"]),
         best_strategy=str(best["strategy"]), best_tau=tau, best_loss=float(best["loss"]), test_metrics=metrics,
         files=files, wall_seconds=wall, images_per_second_per_member=images / train_seconds if train_seconds else 0.0,
-        data=data_text)
+        data=data_text, hardware=describe(config.device))
     run.write_json(rd.SUMMARY, {k: (str(v) if isinstance(v, Path) else v) for k, v in summary.__dict__.items()})
     return summary
 

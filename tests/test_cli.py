@@ -12,6 +12,7 @@ import torch
 
 from tempsched.cli import main
 from tempsched.config import from_dict
+from tempsched.hardware import cpu_model_and_flags
 from tempsched.plugins import PluginManager
 from tempsched.training import execute, load_run_config
 
@@ -53,6 +54,8 @@ def test_run_end_to_end(tmp_path: Path, tiny_config: Path, capsys) -> None:
     assert best["strategy"] in {"fixed", "linear-up", "linear-down"} and best["tau"] > 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["best_member"] == best["member"] and 0 < summary["test_metrics"]["test_mse"] < 0.3
+    # The summary names what trained the run, as detected here (the CPU's model and torch's threads).
+    assert summary["hardware"].startswith(cpu_model_and_flags()[0]) and "torch thread" in summary["hardware"]
     assert (out / "reconstructions.png").read_bytes()[:4] == b"\x89PNG"
     # config.toml is complete and loads back to the same configuration.
     saved = tomllib.loads((out / "config.toml").read_text())
