@@ -374,9 +374,13 @@ class LoadedRun:
     best: dict[str, Any]
 
 
-def load_best(run_dir: Path, manager: PluginManager, task: Task | None = None) -> LoadedRun:
-    """Load the best model of a finished run (weights only), with its task; ``task`` reuses one already built."""
-    config = load_run_config(run_dir, manager)
+def load_best(run_dir: Path, manager: PluginManager, task: Task | None = None,
+              device: str | None = None) -> LoadedRun:
+    """Load the best model of a finished run (weights only), with its task; ``task`` reuses one already built.
+
+    ``device`` evaluates it there rather than where it trained: a run trained on a GPU is evaluated on a
+    machine without one, and the device enters neither the run's fingerprint nor its figures' meaning."""
+    config = load_run_config(run_dir, manager, {"device": device} if device else None)
     best = rd.load_torch(Path(run_dir) / rd.BEST, rd.BEST_FORMAT)
     task = task or build_task(config, manager)
     model = task.build_model()

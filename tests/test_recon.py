@@ -143,6 +143,22 @@ def test_recon_report_with_baselines(population: Path, tmp_path: Path, capsys) -
     assert len(verdicts) == 5 and verdicts[-1] in {"reached", "not reached at our budget", "contradicted", "undecided"}
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="shows a GPU-trained run evaluated where there is no GPU")
+def test_a_run_trained_on_a_gpu_is_evaluated_on_this_device(population: Path, tmp_path: Path, capsys) -> None:
+    import shutil
+
+    gpu_run = tmp_path / "gpu-run"
+    shutil.copytree(population, gpu_run)
+    config = gpu_run / "config.toml"
+    config.write_text(config.read_text().replace('device = "cpu"', 'device = "cuda"', 1))
+    code, _, err = cli("eval", "recon", str(gpu_run), "--set", "hard_draws=1", "--out", str(tmp_path / "report"),
+                       capsys=capsys)
+    assert code == 0, err
+    soft = json.loads((tmp_path / "report" / "results.json").read_text())["recon"][0]["soft MSE"]
+    summary = json.loads((population / "summary.json").read_text())
+    assert soft == pytest.approx(summary["test_metrics"]["test_mse"], rel=1e-6)
+
+
 @pytest.fixture
 def with_toy(monkeypatch) -> None:
     original = PluginManager.__init__

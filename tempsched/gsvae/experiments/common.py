@@ -48,13 +48,15 @@ def soft_and_hard(run: LoadedRun, x: torch.Tensor, tau: float, hard_draws: int, 
                     score(run.model, x, tau, "hard", part, seed, draws=hard_draws))
 
 
-def load_gsvae_runs(run_dirs: Sequence[Path], manager: PluginManager, evaluation: str) -> list[LoadedRun]:
-    """The best model of every run, each refused with one line before any is loaded if it is not a GS-VAE run."""
+def load_gsvae_runs(run_dirs: Sequence[Path], manager: PluginManager, evaluation: str,
+                    device: str) -> list[LoadedRun]:
+    """The best model of every run on ``device``, each refused with one line before any is loaded if it is not a
+    GS-VAE run."""
     for run_dir in run_dirs:
         config = load_run_config(run_dir, manager)
         if config.task != "gsvae":
             raise UserError(f"{run_dir} is a run of task '{config.task}': {evaluation} measures GS-VAE runs only")
-    return [load_best(Path(run_dir), manager) for run_dir in run_dirs]
+    return [load_best(Path(run_dir), manager, device=device) for run_dir in run_dirs]
 
 
 def positive_list(values: list[Any], option: str, integers: bool = False) -> list[Any]:

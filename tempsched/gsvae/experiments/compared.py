@@ -67,6 +67,6 @@ def compared_models(ctx: EvalContext, baseline: str) -> list[Compared]:
     for run_dir, config in zip(runs, configs):
         # a run with the first one's task options can share its task, and so its images in memory
         task = out[0].loaded.task if out and config.task_options == configs[0].task_options else None
-        loaded = load_best(run_dir, manager, task)
+        loaded = load_best(run_dir, manager, task, ctx.base.device)
         out.append(Compared(_label(config, run_dir, {c.label for c in out}), loaded))
     return out

@@ -31,7 +31,7 @@ class Latents(Evaluation):
         self.hard_draws = hard_draws
 
     def run(self, ctx: EvalContext) -> None:
-        runs = load_gsvae_runs(ctx.need_runs(), ctx.manager, self.name)
+        runs = load_gsvae_runs(ctx.need_runs(), ctx.manager, self.name, ctx.base.device)
         report = ctx.report
         advance = ctx.progress("latents: measure each latent part", len(runs) * len(PART_LABELS))
         rows: list[list[Cell]] = []

@@ -89,19 +89,19 @@ class Recon(Evaluation):
         advance = ctx.progress("recon: measuring runs", len(runs))
         rows = []
         for run_dir in runs:
-            rows.append(self._measure(str(run_dir), run_dir, manager))
+            rows.append(self._measure(str(run_dir), run_dir, ctx))
             advance(1)
         baselines = []
         if self.baselines:
             configs = baseline_configs(rows[0], ctx.base, manager)
             advance = ctx.progress("recon: baselines (train, measure)", len(configs))
             for label, config in configs:
-                baselines.append(self._measure(label, ctx.train(config), manager))
+                baselines.append(self._measure(label, ctx.train(config), ctx))
                 advance(1)
         self._report(ctx, rows, baselines)
 
-    def _measure(self, label: str, run_dir: Path, manager: PluginManager) -> Measured:
-        loaded = load_best(run_dir, manager)
+    def _measure(self, label: str, run_dir: Path, ctx: EvalContext) -> Measured:
+        loaded = load_best(run_dir, ctx.manager, device=ctx.base.device)
         seed = int(loaded.config.task_options["eval_noise_seed"])
         result = measure(loaded.model, loaded.task.data.x_test, loaded.tau, noise_seed=seed,
                          hard_draws=self.hard_draws)

@@ -84,7 +84,7 @@ class NSweep(Evaluation):
                 run_dir = given  # the finished run given stands for its own n
             else:
                 run_dir = Path(ctx.train(config))
-            loaded = load_best(run_dir, manager, task)  # every n has the same task options: one task, one data load
+            loaded = load_best(run_dir, manager, task, ctx.base.device)  # every n has the same task options: one task, one data load
             task = loaded.task
             m = soft_and_hard(loaded, task.data.x_test, loaded.tau, self.hard_draws)
             assert config.members is not None
@@ -149,7 +149,7 @@ class TauSweep(Evaluation):
         self.hard_draws = hard_draws
 
     def run(self, ctx: EvalContext) -> None:
-        runs = load_gsvae_runs(ctx.need_runs(), ctx.manager, self.name)
+        runs = load_gsvae_runs(ctx.need_runs(), ctx.manager, self.name, ctx.base.device)
         advance = ctx.progress("tau-sweep: decode the test set at each tau",
                                sum(len(self._taus(run)) for run in runs))
         sweeps = [self._sweep(run, advance) for run in runs]
