@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from tempsched.config import RunConfig, layer
 from tempsched.errors import UserError
@@ -31,12 +32,14 @@ class Compared:
     loaded: LoadedRun
 
 
-def baseline_config(population: RunConfig, preset: str, base: RunConfig, manager: PluginManager) -> RunConfig:
-    """``preset`` on the population's task options, seed and epochs; device and speed from ``base``."""
+def baseline_config(population: RunConfig, preset: str, base: RunConfig, manager: PluginManager,
+                    **more: Any) -> RunConfig:
+    """``preset`` on the population's task options, seed and epochs; device and speed from ``base``; ``more``:
+    other top-level keys (``epochs``, ``members``, ``tau``) for the baselines that change them."""
     return layer(manager.registry, {
         "plugin": preset, "epochs": population.epochs, "seed": population.seed, "select_on": population.select_on,
         "device": base.device, "performance": dataclasses.asdict(base.performance),
-        "task_options": dict(population.task_options)})
+        "task_options": dict(population.task_options), **more})
 
 
 def _label(config: RunConfig, run_dir: Path, taken: set[str]) -> str:

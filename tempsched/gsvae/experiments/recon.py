@@ -15,9 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from tempsched.config import RunConfig, layer
+from tempsched.config import RunConfig
 from tempsched.errors import UserError
 from tempsched.evaluation import Cell, EvalContext, Evaluation
+from tempsched.gsvae.experiments.compared import baseline_config
 from tempsched.gsvae.measure import Measurement, measure
 from tempsched.parts import Param
 from tempsched.plugins import PluginManager
@@ -140,13 +141,10 @@ def baseline_configs(population: Measured, base: RunConfig, manager: PluginManag
     from ``base`` (the evaluation's command line)."""
     pop, tau = population.config, population.measurement.tau
     assert pop.tau.min is not None and pop.tau.max is not None
-    common: dict[str, Any] = {"seed": pop.seed, "select_on": pop.select_on, "device": base.device,
-                              "performance": dataclasses.asdict(base.performance),
-                              "task_options": dict(pop.task_options)}
     budget = population.compute
 
     def config(plugin: str, epochs: int, **more: Any) -> RunConfig:
-        return layer(manager.registry, {**common, "plugin": plugin, "epochs": epochs, **more})
+        return baseline_config(pop, plugin, base, manager, epochs=epochs, **more)
 
     replay = dataclasses.replace(replay_config(population.run_dir, manager), device=base.device,
                                  performance=dataclasses.replace(base.performance))
