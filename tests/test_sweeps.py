@@ -127,6 +127,7 @@ def test_n_sweep_reuses_the_given_run_and_trains_each_other_n_once(population: P
     for row in rows:
         summary = json.loads((Path(row["run"]) / "summary.json").read_text())
         assert row["wall s"] == summary["wall_seconds"]
+        assert row["trained on"] == summary["hardware"]
         assert row["soft MSE"] == pytest.approx(summary["test_metrics"]["test_mse"], rel=1e-6)
         assert row["member-epochs"] == row["n"]
     stamp = (single / "summary.json").stat().st_mtime_ns

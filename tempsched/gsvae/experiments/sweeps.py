@@ -42,11 +42,13 @@ def with_members(base: RunConfig, members: int, manager: PluginManager) -> RunCo
     return resolve(dataclasses.replace(sized, params=kept), manager.registry)
 
 
-def _wall_seconds(run_dir: Path) -> float:
-    """The wall time a finished run recorded in its summary (all its sessions, resumes included)."""
+def _wall_time(run_dir: Path) -> tuple[float, str]:
+    """The wall time a finished run recorded in its summary (all its sessions, resumes included) and the
+    hardware that trained it ("-" for runs whose summary predates that record)."""
     path = run_dir / rd.SUMMARY
     try:
-        return float(json.loads(path.read_text(encoding="utf-8"))["wall_seconds"])
+        summary = json.loads(path.read_text(encoding="utf-8"))
+        return float(summary["wall_seconds"]), str(summary.get("hardware") or "-")
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise UserError(f"cannot read the wall time from {path} ({type(exc).__name__}): train the run again") from None
 
@@ -88,7 +90,7 @@ class NSweep(Evaluation):
             task = loaded.task
             m = soft_and_hard(loaded, task.data.x_test, loaded.tau, self.hard_draws)
             assert config.members is not None
-            rows.append([config.members, str(run_dir), loaded.tau, m.soft.mse, m.hard.mse, _wall_seconds(run_dir),
+            rows.append([config.members, str(run_dir), loaded.tau, m.soft.mse, m.hard.mse, *_wall_time(run_dir),
                          config.members * config.epochs])
             advance(1)
         assert task is not None  # members is never empty
@@ -102,7 +104,8 @@ class NSweep(Evaluation):
                     f"samples, {self.hard_draws} noise draws. Wall time is each run's own record (summary.json): "
                     "a reused run keeps the time of the machine and load it was trained under, so compare times "
                     "of runs trained together.")
-        headers = ["n", "run", "tau", "soft MSE", f"hard MSE ({self.hard_draws} draws)", "wall s", "member-epochs"]
+        headers = ["n", "run", "tau", "soft MSE", f"hard MSE ({self.hard_draws} draws)", "wall s", "trained on",
+                   "member-epochs"]
         report.table("n_sweep", headers, rows)
         figure, ax = canvas()
         ns = [r[0] for r in rows]
