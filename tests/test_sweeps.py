@@ -3,6 +3,8 @@ at the run's tau, runs trained once and reused, the report folder through the CL
 
 from __future__ import annotations
 
+import dataclasses
+
 import json
 import tomllib
 from pathlib import Path
@@ -134,6 +136,20 @@ def test_n_sweep_reuses_the_given_run_and_trains_each_other_n_once(population: P
     assert evaluate(sweep, [population], loaded.config, tmp_path / "again", cache)["n_sweep"] == rows
     assert (single / "summary.json").stat().st_mtime_ns == stamp  # reused from the cache
     assert (tmp_path / "n" / "n_sweep.png").is_file()
+
+
+def test_n_sweep_trains_with_the_command_lines_speed_settings(population: Path, loaded: Any,
+                                                              tmp_path: Path) -> None:
+    """The run given says what to train; threads and backend come from the evaluation's own options (a run
+    trained with 2 threads must not make the sweep oversubscribe a machine it shares with 1 thread)."""
+    given = loaded.config
+    command_line = dataclasses.replace(given, performance=dataclasses.replace(
+        given.performance, threads=given.performance.threads + 1, backend="loop"))
+    rows = evaluate(NSweep(members=[2, 1], hard_draws=1), [population], command_line, tmp_path / "n",
+                    tmp_path / "cache")["n_sweep"]
+    assert rows[1]["run"] == str(population)  # the settings enter no fingerprint: the given run is reused
+    trained = load_run_config(Path(rows[0]["run"]), PluginManager())
+    assert trained.performance == command_line.performance != given.performance
 
 
 @pytest.mark.parametrize("build,needle", [

@@ -74,7 +74,12 @@ class NSweep(Evaluation):
         if len(ctx.runs) > 1:
             raise UserError("n-sweep takes at most one run directory (the configuration to sweep around)")
         given = Path(ctx.runs[0]) if ctx.runs else None
-        base = load_run_config(given, manager) if given else ctx.base
+        base = ctx.base
+        if given is not None:
+            # What to train comes from the run given; where and how fast (device, threads, backend) from this
+            # command line, as for every run an evaluation trains: those settings enter no run's fingerprint.
+            trained = load_run_config(given, manager)
+            base = dataclasses.replace(trained, device=ctx.base.device, performance=ctx.base.performance)
         if base.task != "gsvae":
             raise UserError(f"n-sweep trains GS-VAE populations, but the configuration's task is '{base.task}'")
         configs = [with_members(base, n, manager) for n in self.members]  # every one checked before training
