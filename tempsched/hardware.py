@@ -28,7 +28,8 @@ def cpu_model_and_flags() -> tuple[str, frozenset[str]]:
 
 
 def describe(device: str) -> str:
-    """One line: the GPU's name for a CUDA device, else the CPU's model and torch's thread count."""
+    """One line: the GPU's name for a CUDA device (``cuda`` or ``cuda:K``, as a task's resolved device
+    prints), else the CPU's model and torch's thread count."""
     if device.startswith("cuda") and torch.cuda.is_available():
         return f"{torch.cuda.get_device_name(torch.device(device))} (CUDA, torch {torch.__version__})"
     threads = torch.get_num_threads()

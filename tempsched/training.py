@@ -338,7 +338,7 @@ def finish(run: rd.RunDir, built: Built, config: RunConfig, train_seconds: float
         run_dir=run.path, best_epoch=int(best["epoch"]), best_member=int(best["member"]),
         best_strategy=str(best["strategy"]), best_tau=tau, best_loss=float(best["loss"]), test_metrics=metrics,
         files=files, wall_seconds=wall, images_per_second_per_member=images / train_seconds if train_seconds else 0.0,
-        data=data_text, hardware=describe(config.device))
+        data=data_text, hardware=describe(str(built.task.device)))
     run.write_json(rd.SUMMARY, {k: (str(v) if isinstance(v, Path) else v) for k, v in summary.__dict__.items()})
     return summary
 
