@@ -97,7 +97,8 @@ CELLS: tuple[Cell, ...] = (
          "study: 20 trials x 4 members x 3 epochs on 20,000 MNIST images (about 420 steps per member); "
          "comparison: 4 members x 3 epochs on full MNIST, seeds 0-2, full test set",
          {**_base("mnist", 3), "members": 4},
-         runs=tuple(change for seed in (0, 1, 2) for change in ({"seed": seed, "label": "default knobs"}, {"seed": seed, "tuned": True, "label": "tuned knobs"})),
+         runs=tuple(change for seed in (0, 1, 2) for change in (
+             {"seed": seed, "label": "default knobs"}, {"seed": seed, "tuned": True, "label": "tuned knobs"})),
          evaluations=(("recon", {}),), study={"trials": 20, "task_options.train_size": 20000}),
     Cell("cifar10-exact", "CIFAR-10 exact subset (8,068 / 1,017): does JPEG change the conclusion?",
          "CIFAR-10 exact subset, same architecture, 3 epochs, n = 8", _base("cifar10-exact", 3),
