@@ -91,7 +91,8 @@ class NSweep(Evaluation):
                 run_dir = given  # the finished run given stands for its own n
             else:
                 run_dir = Path(ctx.train(config))
-            loaded = load_best(run_dir, manager, task, ctx.base.device)  # every n has the same task options: one task, one data load
+            # every n has the same task options: one task, one data load
+            loaded = load_best(run_dir, manager, task, ctx.base.device)
             task = loaded.task
             m = soft_and_hard(loaded, task.data.x_test, loaded.tau, self.hard_draws)
             assert config.members is not None
