@@ -375,9 +375,19 @@ def main(argv: list[str] | None = None) -> int:
         for cell in CELLS:
             print(f"{cell.name:24} {_state(cell):6} {cell.what}")
         return 0
-    for cell in wanted:
-        if _state(cell) != "done" or args.cells:
-            run_cell(cell, Where(args.device, args.threads), cache)
+    from tempsched.errors import UserError
+
+    unknown = set(filter(None, args.cells.split(","))) - {c.name for c in CELLS}
+    if unknown:
+        print(f"error: unknown cell(s) {', '.join(sorted(unknown))}; --list shows them", file=sys.stderr)
+        return 2
+    try:
+        for cell in wanted:
+            if _state(cell) != "done" or args.cells:
+                run_cell(cell, Where(args.device, args.threads), cache)
+    except UserError as exc:  # a bad --device, a missing data set: one line, as the CLI gives
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 
