@@ -29,10 +29,12 @@ wait
 tar czf "$OUT/logs.tgz" logs
 tar czf "$OUT/docs.tgz" docs/reproduction
 tar czf "$OUT/runs.tgz" --exclude='*.pt' -C .. repro-runs
-# Finished runs (summary.json and best.pt), smallest first, 15 MiB a file, in the four files left.
-part=0; size=0; list=()
-for run in $(cd .. && for d in repro-runs/*/; do [ -f "$d/summary.json" ] && [ -f "$d/best.pt" ] && \
-             echo "$(du -sk --exclude=state.pt "$d" | cut -f1) ${d%/}"; done | sort -n | cut -d' ' -f2); do
+# Finished runs (summary.json and best.pt) trained here, not those carried in, in the order they finished
+# (a population comes back before the runs that were built on it), 15 MiB a file, in the four files left.
+carried=$PWD/.gpudata/runs; part=0; size=0; list=()
+for run in $(cd .. && for d in repro-runs/*/; do d=${d%/}; [ -f "$d/summary.json" ] && [ -f "$d/best.pt" ] && \
+             [ ! -e "$carried/${d#repro-runs/}" ] && echo "$(stat -c %Y "$d/summary.json") $d"; done | \
+             sort -n | cut -d' ' -f2); do
   kb=$(du -sk --exclude=state.pt "../$run" | cut -f1)
   if (( size + kb > 15 * 1024 )) && (( ${#list[@]} )); then
     tar czf "$OUT/reuse-$part.tgz" --exclude=state.pt -C .. "${list[@]}"; part=$((part + 1)); size=0; list=()

@@ -109,3 +109,29 @@ def test_a_cached_run_that_died_before_its_first_checkpoint_is_trained_again(man
     (dead / "config.toml").write_text(config.to_toml())  # what a kill -9 in the first epoch leaves
     assert training.ensure_run(config, manager, tmp_path) == dead
     assert (dead / "summary.json").is_file()
+
+
+def test_a_cached_run_another_process_is_training_is_waited_for_not_trained_twice(manager, tmp_path: Path,
+                                                                                   capsys) -> None:
+    import threading
+
+    import filelock
+    from conftest import tiny_gsvae
+
+    from tempsched import training
+
+    config = tiny_gsvae(manager, epochs=1)
+    run_dir = training.cached_run_dir(config, tmp_path)
+    other = filelock.FileLock(str(run_dir) + ".lock")  # the other process, training this run
+    other.acquire()
+    waiter = threading.Thread(target=training.ensure_run, args=(config, manager, tmp_path))
+    waiter.start()
+    waiter.join(timeout=1.0)
+    assert waiter.is_alive() and not run_dir.exists()  # it waits rather than writing the same directory
+    assert "waiting for another process that trains" in capsys.readouterr().err
+    training.execute(config, manager, run_dir, resume=False)  # the other process finishes
+    mtime = (run_dir / "summary.json").stat().st_mtime_ns
+    other.release()
+    waiter.join(timeout=60)
+    assert not waiter.is_alive()
+    assert (run_dir / "summary.json").stat().st_mtime_ns == mtime  # reused, not trained again
