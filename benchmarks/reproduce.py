@@ -307,6 +307,18 @@ def _population_text(cell: Cell, kept: Path) -> str:
             f"trajectories:\n\n![trajectories](reproduction/{cell.name}/run/trajectories.png)")
 
 
+def _printed_attack_tables(cell: Cell) -> str:
+    """The paper's Tables 2-3 for the cell's data set, under an attacks report written before the attacks
+    evaluation printed them itself (its per-attack cache stayed on the GPU machine that made it)."""
+    from tempsched.evaluation import markdown_table
+    from tempsched.gsvae.experiments.attacks import FAMILY, paper_table
+
+    family = FAMILY[cell.base["task_options"]["dataset"]]
+    return (f"The paper's Tables 2-3 for {family} as printed, for comparison with the non-adaptive tables above "
+            "(the authors' own CNN, budgets and attack code; added by the doc writer):\n\n"
+            + "\n\n".join(markdown_table(*paper_table(family, method), digits=4) for method in ("fgsm", "pgd")))
+
+
 def _trained_on(summary: dict[str, Any], run: Path) -> str:
     """The hardware a run's summary names; runs from before summaries named it give their device and threads."""
     if summary.get("hardware"):
@@ -342,6 +354,8 @@ def write_docs(cache: Path) -> None:
             for name in json.loads((kept / "cell.json").read_text())["evaluations"]:
                 parts.append(f"### {name}")
                 parts.append(_report_body(kept / name))
+                if name == "attacks" and "(printed)" not in parts[-1]:
+                    parts.append(_printed_attack_tables(cell))
         else:
             parts.append("**Evaluations not run yet** at this budget." if (kept / "run").is_dir()
                          else "**Not run yet** at this budget.")

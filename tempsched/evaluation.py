@@ -48,11 +48,7 @@ class Report:
               digits: int = 5) -> None:
         """A table in report.md; its rows also go to results.json under ``key`` (one dict per row)."""
         rows = [list(r) for r in rows]
-        lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-        lines += ["| " + " | ".join(_cell(v, digits) for v in row) + " |" for row in rows]
-        if caption:
-            lines.append(f"\n{caption}")
-        self.blocks.append("\n".join(lines))
+        self.blocks.append(markdown_table(headers, rows, digits) + (f"\n\n{caption}" if caption else ""))
         self.results[key] = [dict(zip(headers, row)) for row in rows]
 
     def result(self, key: str, value: Any) -> None:
@@ -86,6 +82,12 @@ class Report:
         rd.write_text(self.out / "report.md", f"# {self.title}\n\n" + "\n\n".join(self.blocks) + "\n")
         rd.write_text(self.out / "results.json", json.dumps(_jsonable(self.results), indent=2) + "\n")
         rd.write_text(self.out / "config.toml", tomli_w.dumps(_jsonable(dict(config))))
+
+
+def markdown_table(headers: Sequence[str], rows: Iterable[Sequence[Cell]], digits: int = 5) -> str:
+    """A Markdown table, numbers to ``digits`` significant digits and ``None`` as '-' (not measured)."""
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    return "\n".join(lines + ["| " + " | ".join(_cell(v, digits) for v in row) + " |" for row in rows])
 
 
 def _cell(value: Cell, digits: int) -> str:

@@ -176,6 +176,9 @@ def test_the_attacks_report_from_eps_zero_to_the_grey_bound_and_its_resume(
     cnn_robust = results["robust"][0]["eps 0.5"]
     assert cnn_robust <= results["largest_class_share"]  # the grey image is among the attacks at 0.5
     assert [r["pipeline"] for r in results["table3_pgd"]] == list(clean)
+    printed = {r["pipeline"]: r for r in results["paper_table2_fgsm"]}  # the sample is MNIST: its Table 2
+    assert printed["paper, Table 2 (printed): our model"]["eps 0.5"] == 87.28
+    assert printed["paper, Table 2 (printed): CNN + GS-VAE"]["eps 0.09"] == 61.32
     assert len(results["attacked_images"]) == 8 == len(set(results["attacked_images"]))
 
     def no_crafting(*args: object, **kwargs: object) -> None:
