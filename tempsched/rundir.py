@@ -18,7 +18,7 @@ import os
 import tempfile
 from collections import Counter
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 import torch
 
@@ -163,12 +163,12 @@ def decode_row(line: bytes) -> dict[str, Any]:
     return row
 
 
-@contextlib.contextmanager
-def _exclusive_lock(path: Path) -> Iterator[None]:
-    """Hold an exclusive ``flock`` on ``path`` with this process's pid in it; the file is removed after.
+def _acquire(path: Path, *, block: bool) -> int | str:
+    """Lock ``path`` (made if missing) with an exclusive ``flock`` and write this process's pid in it: the open
+    descriptor that holds it, or, when not blocking and another process holds it, that holder's pid as text.
 
-    The kernel drops an flock when its process dies, so a run killed with kill -9 never leaves a
-    stale lock behind, only a stale file that the next process takes over.
+    The kernel drops an flock when its process dies, so a process killed with kill -9 never leaves a stale
+    lock behind, only a stale file that the next process takes over.
     """
     while True:
         try:
@@ -176,22 +176,53 @@ def _exclusive_lock(path: Path) -> Iterator[None]:
         except OSError as exc:
             raise UserError(f"cannot lock {path.parent}: {exc.strerror}") from None
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if block else fcntl.LOCK_NB))
         except BlockingIOError:
             holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
             os.close(fd)
-            raise UserError(f"{path.parent} is in use by another tempsched process (pid {holder}): "
-                            "wait for it to finish, or stop it") from None
+            return holder
         if _names(path, fd):
-            break
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+            return fd
         os.close(fd)  # its holder removed it between our open and our lock: lock the file there now
+
+
+@contextlib.contextmanager
+def _held(path: Path, fd: int) -> Iterator[None]:
     try:
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         yield
     finally:
         path.unlink(missing_ok=True)  # while still held, so nobody can hold the name being removed
         os.close(fd)
+
+
+@contextlib.contextmanager
+def exclusive_lock(path: Path, *, wait: Callable[[str], None] | None = None) -> Iterator[None]:
+    """Hold the lock ``path`` (the file is removed after). Held by another process: refused with a one-line
+    error naming its pid, or, given ``wait``, ``wait(pid)`` is called and the lock taken once it is let go."""
+    got = _acquire(path, block=False)
+    if isinstance(got, str):
+        if wait is None:
+            raise UserError(f"{path.parent} is in use by another tempsched process (pid {got}): "
+                            "wait for it to finish, or stop it")
+        wait(got)
+        got = _acquire(path, block=True)
+    assert isinstance(got, int)
+    with _held(path, got):
+        yield
+
+
+@contextlib.contextmanager
+def lock_if_free(path: Path) -> Iterator[bool]:
+    """Hold the lock ``path`` if no other process does (yields True), else hold nothing (False): processes
+    sharing a cache split its items this way, each taking those nobody is working on."""
+    got = _acquire(path, block=False)
+    if isinstance(got, str):
+        yield False
+        return
+    with _held(path, got):
+        yield True
 
 
 def _names(path: Path, fd: int) -> bool:
@@ -237,7 +268,7 @@ class RunDir:
             raise UserError(f"cannot create run directory {self.path}: a file has that name" if new
                             else f"run directory not found: {self.path}")
         try:
-            with _exclusive_lock(self.file(LOCK)):
+            with exclusive_lock(self.file(LOCK)):
                 # Any of a run's files means someone's run; refusing it also makes every run file
                 # found after a failure below this process's own.
                 if new and any(self.file(name).exists() for name in RUN_FILES):
@@ -260,7 +291,7 @@ class RunDir:
         Such a run cannot be resumed (there is no state) and blocks a new run in its folder; nothing of
         value is lost. Done under the lock, so a run still starting in the folder is never touched.
         """
-        with _exclusive_lock(self.file(LOCK)):
+        with exclusive_lock(self.file(LOCK)):
             if not self.file(STATE).exists():
                 for name in RUN_FILES:
                     self.file(name).unlink(missing_ok=True)

@@ -6,16 +6,14 @@ the CLI and ``tempsched tune`` both call ``execute``.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import math
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
-import filelock
 import torch
 
 from tempsched import rundir as rd
@@ -358,7 +356,12 @@ def ensure_run(config: RunConfig, manager: PluginManager, root: Path) -> Path:
     run_dir = cached_run_dir(config, root)
     if (run_dir / rd.SUMMARY).is_file():
         return run_dir
-    with _training_lock(run_dir):
+    # Two processes sharing a cache (two reproduction cells that need the same baseline, side by side)
+    # train a run once: the second waits for the first, then reuses its run. The lock lies beside the run
+    # directory, whose own lock the training takes.
+    run_dir.parent.mkdir(parents=True, exist_ok=True)
+    with rd.exclusive_lock(run_dir.parent / f"{run_dir.name}.lock", wait=lambda pid: print(
+            f"waiting for process {pid}, which trains {run_dir.name}", file=sys.stderr, flush=True)):
         # Decided under the lock: another process may have finished (or half-trained) it meanwhile.
         if (run_dir / rd.SUMMARY).is_file():
             return run_dir
@@ -367,26 +370,6 @@ def ensure_run(config: RunConfig, manager: PluginManager, root: Path) -> Path:
             rd.RunDir(run_dir).discard_unstarted()
         execute(config, manager, run_dir, resume=resume)
     return run_dir
-
-
-@contextlib.contextmanager
-def _training_lock(run_dir: Path) -> Iterator[None]:
-    """Hold ``<run_dir>.lock`` while a cached run trains, so that two processes sharing a cache (two
-    reproduction cells that need the same baseline, side by side) train it once: the second waits and then
-    reuses it, instead of both writing one run directory. The lock file lies beside the run directory,
-    which ``discard_unstarted`` may empty. ``filelock`` rather than ``fcntl``: torch already brings it,
-    and it also locks on Windows."""
-    run_dir.parent.mkdir(parents=True, exist_ok=True)
-    lock = filelock.FileLock(str(run_dir) + ".lock")
-    try:
-        lock.acquire(timeout=0)
-    except filelock.Timeout:
-        print(f"waiting for another process that trains {run_dir.name}", file=sys.stderr, flush=True)
-        lock.acquire()
-    try:
-        yield
-    finally:
-        lock.release()
 
 
 @dataclass

@@ -4,6 +4,7 @@ eps 0, monotonicity, the grey-image bound, and a report that resumes from its ca
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -187,6 +188,36 @@ def test_the_attacks_report_from_eps_zero_to_the_grey_bound_and_its_resume(
     monkeypatch.setattr(attacks.Attacks, "_craft", no_crafting)
     again = _evaluate([two_runs[0]], tmp_path / "b", tmp_path / "cache", **SMALL)
     assert again["all_attacks"] == rows and again["robust"] == results["robust"]
+
+
+def test_processes_sharing_a_cache_split_the_attacks_and_wait_for_each_others_results(
+        two_runs: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    import threading
+
+    from tempsched import rundir
+
+    results = _evaluate([two_runs[0]], tmp_path / "a", tmp_path / "cache", **SMALL)
+    cached = sorted((tmp_path / "cache" / "attacks").glob("*.pt"))
+    taken = cached[len(cached) // 2]  # another process is crafting this one
+    crafted, ready = taken.read_bytes(), threading.Event()
+    taken.unlink()
+
+    def other_process() -> None:
+        with rundir.exclusive_lock(taken.with_suffix(".lock")):
+            ready.set()
+            time.sleep(1.0)
+            taken.write_bytes(crafted)
+
+    def no_crafting(*args: object, **kwargs: object) -> None:
+        pytest.fail("crafted an attack that another process was crafting")
+
+    monkeypatch.setattr(attacks.Attacks, "_craft", no_crafting)
+    other = threading.Thread(target=other_process)
+    other.start()
+    ready.wait()
+    again = _evaluate([two_runs[0]], tmp_path / "b", tmp_path / "cache", **SMALL)
+    other.join()
+    assert again["all_attacks"] == results["all_attacks"]
 
 
 def test_attacks_refuse_bad_options_in_one_line(two_runs: tuple[Path, Path], tmp_path: Path) -> None:  # noqa: F811

@@ -115,23 +115,20 @@ def test_a_cached_run_another_process_is_training_is_waited_for_not_trained_twic
                                                                                    capsys) -> None:
     import threading
 
-    import filelock
     from conftest import tiny_gsvae
 
-    from tempsched import training
+    from tempsched import rundir, training
 
     config = tiny_gsvae(manager, epochs=1)
     run_dir = training.cached_run_dir(config, tmp_path)
-    other = filelock.FileLock(str(run_dir) + ".lock")  # the other process, training this run
-    other.acquire()
     waiter = threading.Thread(target=training.ensure_run, args=(config, manager, tmp_path))
-    waiter.start()
-    waiter.join(timeout=1.0)
-    assert waiter.is_alive() and not run_dir.exists()  # it waits rather than writing the same directory
-    assert "waiting for another process that trains" in capsys.readouterr().err
-    training.execute(config, manager, run_dir, resume=False)  # the other process finishes
-    mtime = (run_dir / "summary.json").stat().st_mtime_ns
-    other.release()
+    with rundir.exclusive_lock(tmp_path / f"{run_dir.name}.lock"):  # the other process, training this run
+        waiter.start()
+        waiter.join(timeout=1.0)
+        assert waiter.is_alive() and not run_dir.exists()  # it waits rather than writing the same directory
+        training.execute(config, manager, run_dir, resume=False)  # the other process finishes
+        mtime = (run_dir / "summary.json").stat().st_mtime_ns
     waiter.join(timeout=60)
     assert not waiter.is_alive()
     assert (run_dir / "summary.json").stat().st_mtime_ns == mtime  # reused, not trained again
+    assert f"which trains {run_dir.name}" in capsys.readouterr().err

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import zlib
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Sequence
 
 import torch
@@ -243,17 +244,30 @@ class Attacks(Evaluation):
         work = [(row, eps, attack) for eps in eps_all for row in rows for attack in self.plan(row, eps, lists)]
         advance = ctx.progress(f"attacks: {len(work)} attack runs on {len(xs)} images", len(work))
         shared: dict[tuple[Attack, float], torch.Tensor] = {}  # non-adaptive images, crafted once for every row
+
+        def settle(row: Row, eps: float, attack: Attack, path: Path) -> None:
+            if not path.is_file():
+                x_adv = self._craft(rows[0], row, attack, eps, xs, ys, target, shared)
+                rd.save_torch(path, {"format": RESULT_FORMAT, "correct": target.predict(row, x_adv) == ys,
+                                     "what": {"row": row.label, "attack": attack.label(), "eps": eps,
+                                              **row.identity}})
+            row.correct[(attack, eps)] = rd.load_torch(path, RESULT_FORMAT)["correct"]
+            advance(1)
+
+        # Processes running this evaluation on one cache split the attacks: each crafts those no other is
+        # crafting (a lock beside each result), then waits for the others' results.
+        elsewhere = []
         for row, eps, attack in work:
             path = ctx.cache / "attacks" / f"{self._key(row, attack, eps, picked)}.pt"
-            if path.is_file():
-                row.correct[(attack, eps)] = rd.load_torch(path, RESULT_FORMAT)["correct"]
-            else:
-                x_adv = self._craft(rows[0], row, attack, eps, xs, ys, target, shared)
-                row.correct[(attack, eps)] = hit = target.predict(row, x_adv) == ys
-                path.parent.mkdir(parents=True, exist_ok=True)
-                rd.save_torch(path, {"format": RESULT_FORMAT, "correct": hit, "what": {
-                    "row": row.label, "attack": attack.label(), "eps": eps, **row.identity}})
-            advance(1)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with rd.lock_if_free(path.with_suffix(".lock")) as mine:
+                if mine or path.is_file():
+                    settle(row, eps, attack, path)
+                else:
+                    elsewhere.append((row, eps, attack, path))
+        for row, eps, attack, path in elsewhere:
+            with rd.exclusive_lock(path.with_suffix(".lock"), wait=lambda pid: None):
+                settle(row, eps, attack, path)  # crafted here if the process on it died
         self._report(ctx, cnn, rows, lists, eps_all, xs, ys, picked, target,
                      FAMILY[first.config.task_options["dataset"]])
 
