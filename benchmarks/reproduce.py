@@ -203,6 +203,7 @@ def run_cell(cell: Cell, where: Where, cache: Path) -> None:
         report.write({"evaluation": name, "options": chosen, "runs": [r.name for r in run_dirs],
                       "base": config.to_dict()})
         reports[name] = out
+        _keep(out, RESULTS / cell.name / name)  # now, so a cell cut off in a later evaluation shows this one
     record = {"cell": cell.name, "runs": [r.name for r in run_dirs], "evaluations": list(reports),
               "complete": len(reports) == len(cell.evaluations), "seconds_this_session": time.time() - started,
               "hardware": where.hardware()}
@@ -211,8 +212,6 @@ def run_cell(cell: Cell, where: Where, cache: Path) -> None:
 
         if run_dirs:
             _keep(run_dirs[0], RESULTS / cell.name / "run", RUN_FILES)
-        for name, out in reports.items():
-            _keep(out, RESULTS / cell.name / name)
         write_text(RESULTS / cell.name / "cell.json", json.dumps(record, indent=2) + "\n")
     print(json.dumps(record), flush=True)
 
@@ -307,6 +306,16 @@ def _population_text(cell: Cell, kept: Path) -> str:
             f"trajectories:\n\n![trajectories](reproduction/{cell.name}/run/trajectories.png)")
 
 
+def _evaluation_sections(cell: Cell, names: list[str]) -> list[str]:
+    """A heading and the report of each finished evaluation of the cell (kept under docs/reproduction/)."""
+    parts = []
+    for name in names:
+        parts += [f"### {name}", _report_body(RESULTS / cell.name / name)]
+        if name == "attacks" and "(printed)" not in parts[-1]:
+            parts.append(_printed_attack_tables(cell))
+    return parts
+
+
 def _printed_attack_tables(cell: Cell) -> str:
     """The paper's Tables 2-3 for the cell's data set, under an attacks report written before the attacks
     evaluation printed them itself (its per-attack cache stayed on the GPU machine that made it)."""
@@ -351,14 +360,16 @@ def write_docs(cache: Path) -> None:
         if _state(cell) == "done":
             if any("label" in change for change in cell.runs) and (kept / "recon" / "results.json").is_file():
                 parts.append(_seed_table(cell, kept))
-            for name in json.loads((kept / "cell.json").read_text())["evaluations"]:
-                parts.append(f"### {name}")
-                parts.append(_report_body(kept / name))
-                if name == "attacks" and "(printed)" not in parts[-1]:
-                    parts.append(_printed_attack_tables(cell))
+            parts += _evaluation_sections(cell, json.loads((kept / "cell.json").read_text())["evaluations"])
         else:
-            parts.append("**Evaluations not run yet** at this budget." if (kept / "run").is_dir()
-                         else "**Not run yet** at this budget.")
+            finished = [name for name, _ in cell.evaluations if (kept / name / "report.md").is_file()]
+            if finished:
+                to_come = [name for name, _ in cell.evaluations if name not in finished]
+                parts.append(f"**Partly run:** {', '.join(finished)} finished; {', '.join(to_come)} still to come.")
+                parts += _evaluation_sections(cell, finished)
+            else:
+                parts.append("**Evaluations not run yet** at this budget." if (kept / "run").is_dir()
+                             else "**Not run yet** at this budget.")
         if notes.get(cell.name):
             parts.append(notes[cell.name])
     write_text(DOC, "\n\n".join(p for p in parts if p) + "\n")
