@@ -2,7 +2,8 @@
 
 Each cell trains its runs through ``training.ensure_run`` in the cache folder (``--cache``, default
 ``../repro-runs`` beside the repository, so a new checkout of the work tree keeps them; a finished run is
-reused, a cut-off one resumed) and runs its evaluations. A finished cell is copied into the repository,
+reused, a cut-off one resumed) and runs its evaluations (one whose report in the cache was written for the
+same options and runs is reused; delete ``<cache>/reports/<cell>/<evaluation>`` to run it again). A finished cell is copied into the repository,
 ``docs/reproduction/<cell>/`` (its reports, figures and the population's summary, metrics and policy), so
 its figures survive without the cache. Rerun the script after a session ends and it continues where it
 stopped. ``--cells a,b`` runs only those; ``--list`` shows every cell with its state; ``--write-docs``
@@ -197,11 +198,15 @@ def run_cell(cell: Cell, where: Where, cache: Path) -> None:
         out = cache / "reports" / cell.name / name
         report = Report(out, f"{cell.name}: {name}")
         chosen = evaluation_options(manager, name, settings)
-        evaluation = training.build_part(manager, "evaluations", name, chosen)
-        evaluation.run(EvalContext(runs=run_dirs, base=config, report=report, manager=manager, cache=cache,
-                                   train=lambda c: training.ensure_run(c, manager, cache)))
-        report.write({"evaluation": name, "options": chosen, "runs": [r.name for r in run_dirs],
-                      "base": config.to_dict()})
+        written = {"evaluation": name, "options": chosen, "runs": [r.name for r in run_dirs],
+                   "base": config.to_dict()}
+        if report.written_for(written):
+            print(f"{cell.name}: {name} is done (its report in the cache); reused", flush=True)
+        else:
+            evaluation = training.build_part(manager, "evaluations", name, chosen)
+            evaluation.run(EvalContext(runs=run_dirs, base=config, report=report, manager=manager, cache=cache,
+                                       train=lambda c: training.ensure_run(c, manager, cache)))
+            report.write(written)
         reports[name] = out
         _keep(out, RESULTS / cell.name / name)  # now, so a cell cut off in a later evaluation shows this one
     record = {"cell": cell.name, "runs": [r.name for r in run_dirs], "evaluations": list(reports),

@@ -77,11 +77,20 @@ class Report:
         return path
 
     def write(self, config: Mapping[str, Any]) -> None:
-        """report.md, results.json and config.toml, each atomically."""
+        """report.md, results.json and config.toml, each atomically; config.toml last, so that a folder
+        holding it holds a whole report (``written_for``)."""
         self.out.mkdir(parents=True, exist_ok=True)
         rd.write_text(self.out / "report.md", f"# {self.title}\n\n" + "\n\n".join(self.blocks) + "\n")
         rd.write_text(self.out / "results.json", json.dumps(_jsonable(self.results), indent=2) + "\n")
-        rd.write_text(self.out / "config.toml", tomli_w.dumps(_jsonable(dict(config))))
+        rd.write_text(self.out / "config.toml", _config_text(config))
+
+    def written_for(self, config: Mapping[str, Any]) -> bool:
+        """Whether the folder already holds a whole report written for exactly ``config``: a script that
+        runs many evaluations (the reproduction) skips those that are done instead of redoing hours of work.
+        It cannot see a change in the evaluation's code: delete the folder to run it again."""
+        path = self.out / "config.toml"
+        return (self.out / "report.md").is_file() and path.is_file() and \
+            path.read_text(encoding="utf-8") == _config_text(config)
 
 
 def markdown_table(headers: Sequence[str], rows: Iterable[Sequence[Cell]], digits: int = 5) -> str:
@@ -98,6 +107,10 @@ def _cell(value: Cell, digits: int) -> str:
             return str(value)
         return f"{value:.{digits}g}"
     return str(value)
+
+
+def _config_text(config: Mapping[str, Any]) -> str:
+    return tomli_w.dumps(_jsonable(dict(config)))
 
 
 def _jsonable(value: Any) -> Any:

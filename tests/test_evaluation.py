@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from tempsched import EvalContext, Evaluation, Param, hookimpl
+from tempsched.evaluation import Report
 from tempsched.plugins import PluginManager
 from test_cli import TINY, _one_line_error, cli
 
@@ -132,3 +133,19 @@ def test_a_cached_run_another_process_is_training_is_waited_for_not_trained_twic
     assert not waiter.is_alive()
     assert (run_dir / "summary.json").stat().st_mtime_ns == mtime  # reused, not trained again
     assert f"which trains {run_dir.name}" in capsys.readouterr().err
+
+
+def test_a_report_knows_whether_it_was_written_for_a_configuration(tmp_path: Path) -> None:
+    """The reproduction skips an evaluation whose report is done only if it was written for the same
+    configuration; a half-written folder (no config.toml) or another configuration is run again."""
+    config = {"evaluation": "count", "options": {"scale": 2.0, "sizes": [1, 2]}, "runs": ["a"]}
+    report = Report(tmp_path / "r", "Row counts")
+    assert not report.written_for(config)
+    report.table("counts", ["run", "rows"], [["a", 1.0]])
+    report.write(config)
+    again = Report(tmp_path / "r", "Row counts")
+    assert again.written_for(json.loads(json.dumps(config)))
+    assert not again.written_for({**config, "options": {"scale": 2.0, "sizes": [1, 2, 4]}})
+    assert not again.written_for({**config, "runs": ["b"]})
+    (tmp_path / "r" / "report.md").unlink()
+    assert not again.written_for(config)
