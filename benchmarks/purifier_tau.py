@@ -25,15 +25,19 @@ from _common import ROOT, append_section, header  # noqa: E402
 from tempsched.evaluation import markdown_table  # noqa: E402
 from tempsched.gsvae.adversarial import Budget, as_classifier, craft  # noqa: E402
 from tempsched.gsvae.classifier import ClassifierSpec, ensure_classifier, predict  # noqa: E402
+from tempsched.gsvae.experiments.attacks import Attacks  # noqa: E402
 from tempsched.gsvae.measure import unit_images  # noqa: E402
 from tempsched.gsvae.purify import Pipeline, Purifier  # noqa: E402
 from tempsched.plugins import PluginManager  # noqa: E402
 from tempsched.training import load_best  # noqa: E402
 
-# The cell's two runs (docs/reproduction/mnist-robustness) and the attacks evaluation's defaults.
+# The cell's two runs (named in docs/reproduction/mnist-robustness) and the attacks evaluation's defaults,
+# which the cell ran with: the same CNN (reused from the cache), images and PGD budget.
 RUNS = ("paper-default-e10-285332c61885", "standard-annealing-e10-39df2ccc6850")
-CNN = {"train_epochs": 5, "widths": (32, 64), "hidden": (128, 64)}
-SUBSET, SEED, PGD_STEPS = 1000, 0, 40
+_DEFAULT = {name: param.default for name, param in Attacks.params.items()}
+CNN = {"train_epochs": _DEFAULT["cnn_epochs"], "widths": tuple(_DEFAULT["cnn_widths"]),
+       "hidden": tuple(_DEFAULT["cnn_hidden"])}
+SUBSET, SEED, PGD_STEPS = _DEFAULT["subset"], _DEFAULT["seed"], _DEFAULT["pgd_steps"]
 
 
 def main() -> None:
@@ -76,7 +80,7 @@ def main() -> None:
                 seed = zlib.crc32(f"purifier-tau/{name}/{tau}/{eps}".encode())
                 pipeline.reseed(seed)
                 x_adv = craft("pgd", as_classifier(pipeline, shape, classes), xs, ys, eps,
-                              Budget(PGD_STEPS, 100), seed)
+                              Budget(PGD_STEPS, _DEFAULT["apgd_steps"]), seed)
                 row.append(accuracy(pipeline, x_adv))
             print(row, flush=True)
             rows.append(row)
