@@ -5,9 +5,9 @@ Each cell trains its runs through ``training.ensure_run`` in the cache folder (`
 reused, a cut-off one resumed) and runs its evaluations (one whose report in the cache was written for the
 same options and runs is reused; delete ``<cache>/reports/<cell>/<evaluation>`` to run it again). A finished
 cell is copied into the repository, ``docs/reproduction/<cell>/`` (its reports, figures and the population's
-summary, metrics and policy), so its figures survive without the cache. Rerun the script after a session ends and it continues where it
-stopped. ``--cells a,b`` runs only those; ``--list`` shows every cell with its state; ``--write-docs``
-regenerates docs/reproduction.md from docs/reproduction/ (commentary lives in
+summary, metrics and policy), so its figures survive without the cache. Rerun the script after a session
+ends and it continues where it stopped. ``--cells a,b`` runs only those; ``--list`` shows every cell with its
+state; ``--write-docs`` regenerates docs/reproduction.md from docs/reproduction/ (commentary lives in
 ``benchmarks/reproduction_notes.md`` and is copied in by heading).
 
     python benchmarks/reproduce.py --cells mnist-population --threads 1
