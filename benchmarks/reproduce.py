@@ -8,10 +8,13 @@ cell is copied into the repository, ``docs/reproduction/<cell>/`` (its reports, 
 summary, metrics and policy), so its figures survive without the cache. Rerun the script after a session
 ends and it continues where it stopped. ``--cells a,b`` runs only those; ``--list`` shows every cell with its
 state; ``--write-docs`` regenerates docs/reproduction.md from docs/reproduction/ (commentary lives in
-``benchmarks/reproduction_notes.md`` and is copied in by heading).
+``benchmarks/reproduction_notes.md`` and is copied in by heading). A cached run's name ends with what trained
+it (device kind and torch version, ``hardware.platform_tag``); ``--rename-cache`` renames a cache from before
+that from its runs' summary.json files, which a cell asks for before it trains anything.
 
     python benchmarks/reproduce.py --cells mnist-population --threads 1
     python benchmarks/reproduce.py --write-docs
+    python benchmarks/reproduce.py --rename-cache
 """
 
 from __future__ import annotations
@@ -121,7 +124,8 @@ CELLS: tuple[Cell, ...] = (
 @dataclass(frozen=True)
 class Where:
     """Where this invocation trains and evaluates: ``device`` and torch threads (0: torch's default).
-    Neither enters a run's fingerprint, so a run trained on a GPU is reused on the CPU and the other way."""
+    Neither enters a run's fingerprint; the device kind and torch version enter a cached run's name, so a
+    run trained on a GPU is reused on the CPU (and the other way) under a name that says what trained it."""
 
     device: str = "cpu"
     threads: int = 0
@@ -211,7 +215,7 @@ def run_cell(cell: Cell, where: Where, cache: Path) -> None:
         _keep(out, RESULTS / cell.name / name)  # now, so a cell cut off in a later evaluation shows this one
     record = {"cell": cell.name, "runs": [r.name for r in run_dirs], "evaluations": list(reports),
               "complete": len(reports) == len(cell.evaluations), "seconds_this_session": time.time() - started,
-              "hardware": where.hardware()}
+              "hardware": where.hardware(), "trained_on": {r.name: _trained_on(r) for r in run_dirs}}
     if record["complete"]:
         from tempsched.rundir import write_text
 
@@ -273,8 +277,8 @@ def _collect_finished_runs(cache: Path) -> None:
     for cell in CELLS:
         if not cell.runs or cell.study or _state(cell) == "done":
             continue
-        run_dir = training.cached_run_dir(_config(manager, cell.base, Where(), _settings(cell.runs[0])), cache)
-        if (run_dir / "summary.json").is_file() and run_dir.name not in kept:
+        run_dir = training.finished_run(_config(manager, cell.base, Where(), _settings(cell.runs[0])), cache)
+        if run_dir is not None and run_dir.name not in kept:
             _keep(run_dir, RESULTS / cell.name / "run", RUN_FILES)
             kept.add(run_dir.name)
 
@@ -306,7 +310,7 @@ def _population_text(cell: Cell, kept: Path) -> str:
     metrics = ", ".join(f"{k.replace('_', ' ')} {v:.5g}" for k, v in summary["test_metrics"].items())
     return (f"Population run: best member {summary['best_member']} ({summary['best_strategy']}) of epoch "
             f"{summary['best_epoch'] + 1}, tau {summary['best_tau']:.4g}; on the full test set {metrics}. Wall time "
-            f"{summary['wall_seconds']:.0f} s on {_trained_on(summary, kept / 'run')} "
+            f"{summary['wall_seconds']:.0f} s on {_trained_on(kept / 'run')} "
             f"({summary['images_per_second_per_member']:.0f} images/s per member); data: {summary['data']}. Its tau "
             f"trajectories:\n\n![trajectories](reproduction/{cell.name}/run/trajectories.png)")
 
@@ -333,8 +337,9 @@ def _printed_attack_tables(cell: Cell) -> str:
             + "\n\n".join(markdown_table(*paper_table(family, method), digits=4) for method in ("fgsm", "pgd")))
 
 
-def _trained_on(summary: dict[str, Any], run: Path) -> str:
+def _trained_on(run: Path) -> str:
     """The hardware a run's summary names; runs from before summaries named it give their device and threads."""
+    summary = json.loads((run / "summary.json").read_text())
     if summary.get("hardware"):
         return summary["hardware"]
     import tomllib
@@ -389,6 +394,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache", type=Path, default=CACHE, help="folder of the cells' runs (default ../repro-runs)")
     parser.add_argument("--list", action="store_true", help="list the cells and their state")
     parser.add_argument("--write-docs", action="store_true", help="regenerate docs/reproduction.md and stop")
+    parser.add_argument("--rename-cache", action="store_true",
+                        help="give the cache's runs named before names carried the hardware their new names, "
+                             "from their summary.json, and stop")
     args = parser.parse_args(argv)
     # A stopped session sends SIGTERM: turn it into KeyboardInterrupt so a run cut before its first
     # checkpoint cleans up after itself (later ones resume from their state.pt anyway).
@@ -406,6 +414,26 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{cell.name:24} {_state(cell):6} {cell.what}")
         return 0
     from tempsched.errors import UserError
+
+    if args.rename_cache:
+        from tempsched.training import rename_cached_runs
+
+        try:
+            renamed = rename_cached_runs(cache)
+        except UserError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        for old, new in renamed.items():
+            print(f"{old} -> {new}")
+        print(f"renamed {len(renamed)} run(s) in {cache}")
+        return 0
+    from tempsched.training import unrenamed_runs
+
+    unnamed = unrenamed_runs(cache)
+    if unnamed:  # refused, not retrained: hours of training would be done twice under a new name
+        print(f"error: {cache} holds {len(unnamed)} run(s) named before names carried the hardware (e.g. "
+              f"{unnamed[0].name}): run python benchmarks/reproduce.py --rename-cache first", file=sys.stderr)
+        return 2
 
     unknown = set(filter(None, args.cells.split(","))) - {c.name for c in CELLS}
     if unknown:

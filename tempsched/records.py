@@ -72,3 +72,4 @@ class RunSummary:
     data: str
     extra: dict[str, Any] = field(default_factory=dict)
     hardware: str = ""  # what trained it, as detected (GPU name, or CPU model and threads): figures name it
+    platform: str = ""  # hardware.platform_tag: device kind and torch version, the suffix of a cached run's name

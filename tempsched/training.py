@@ -7,7 +7,9 @@ the CLI and ``tempsched tune`` both call ``execute``.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
+import re
 import sys
 import time
 from dataclasses import dataclass
@@ -21,7 +23,7 @@ from tempsched.config import RunConfig, layer, load_toml, resolve
 from tempsched.distributed import Group, Spread
 from tempsched.engine import Member, Population, TauBounds
 from tempsched.errors import PartError, UserError, describe_exception
-from tempsched.hardware import describe
+from tempsched.hardware import describe, platform_tag, tag_from_description
 from tempsched.plugins import PluginManager
 from tempsched.steppers import choose_stepper
 from tempsched.records import BatchProgress, EpochRecord, RunInfo, RunSummary
@@ -339,23 +341,44 @@ def finish(run: rd.RunDir, built: Built, config: RunConfig, train_seconds: float
         run_dir=run.path, best_epoch=int(best["epoch"]), best_member=int(best["member"]),
         best_strategy=str(best["strategy"]), best_tau=tau, best_loss=float(best["loss"]), test_metrics=metrics,
         files=files, wall_seconds=wall, images_per_second_per_member=images / train_seconds if train_seconds else 0.0,
-        data=data_text, hardware=describe(str(built.task.device)))
+        data=data_text, hardware=describe(str(built.task.device)), platform=platform_tag(str(built.task.device)))
     run.write_json(rd.SUMMARY, {k: (str(v) if isinstance(v, Path) else v) for k, v in summary.__dict__.items()})
     return summary
 
 
+def _cached_stem(config: RunConfig) -> str:
+    """The part of a cached run's name that the configuration decides: preset, epochs and fingerprint."""
+    return f"{config.plugin}-e{config.epochs}-{rd.fingerprint(config.to_dict())[:12]}"
+
+
 def cached_run_dir(config: RunConfig, root: Path) -> Path:
-    """Where ``ensure_run`` keeps the run of ``config``: named by its preset, epochs and fingerprint."""
-    return Path(root) / f"{config.plugin}-e{config.epochs}-{rd.fingerprint(config.to_dict())[:12]}"
+    """Where ``ensure_run`` trains the run of ``config`` on this machine: named by its preset, epochs and
+    fingerprint, then the device kind and torch version (``hardware.platform_tag``). The fingerprint leaves
+    the device out (a resume may move a run), but the figures depend on it, so a cache that gathers runs
+    from several machines keeps one folder per machine kind instead of one name for two trainings."""
+    return Path(root) / f"{_cached_stem(config)}-{platform_tag(config.device)}"
+
+
+def finished_run(config: RunConfig, root: Path) -> Path | None:
+    """A finished run of ``config`` in ``root``: this machine's kind's if there is one, else the first by
+    name that other hardware trained (a lent GPU, another torch), else None."""
+    own = cached_run_dir(config, root)
+    if (own / rd.SUMMARY).is_file():
+        return own
+    runs = sorted(p.parent for p in Path(root).glob(f"{_cached_stem(config)}-*/{rd.SUMMARY}"))
+    return runs[0] if runs else None
 
 
 def ensure_run(config: RunConfig, manager: PluginManager, root: Path) -> Path:
     """A finished run of ``config`` under ``root``: reused when it finished, resumed when it was cut off,
     trained otherwise. Evaluations and the reproduction script call this, so their work survives a
     session that ends mid-way and is never done twice."""
+    # A run of the same configuration that a lent GPU (or another torch) finished is reused rather than
+    # trained again; its name says what trained it, so every figure built on it can say so too.
+    finished = finished_run(config, root)
+    if finished is not None:
+        return finished
     run_dir = cached_run_dir(config, root)
-    if (run_dir / rd.SUMMARY).is_file():
-        return run_dir
     # Two processes sharing a cache (two reproduction cells that need the same baseline, side by side)
     # train a run once: the second waits for the first, then reuses its run. The lock lies beside the run
     # directory, whose own lock the training takes.
@@ -370,6 +393,41 @@ def ensure_run(config: RunConfig, manager: PluginManager, root: Path) -> Path:
             rd.RunDir(run_dir).discard_unstarted()
         execute(config, manager, run_dir, resume=resume)
     return run_dir
+
+
+def unrenamed_runs(root: Path) -> list[Path]:
+    """The finished runs in ``root`` named before names carried the hardware: ``<preset>-e<epochs>-<fingerprint>``."""
+    return sorted(p.parent for p in Path(root).glob(f"*/{rd.SUMMARY}")
+                  if re.fullmatch(r".+-e\d+-[0-9a-f]{12}", p.parent.name))
+
+
+def rename_cached_runs(root: Path) -> dict[str, str]:
+    """Give each finished run in ``root`` named before names carried the hardware (``<preset>-e<epochs>-
+    <fingerprint>``) its ``cached_run_dir`` name, the hardware read from its summary.json rather than
+    trained again; its summary and the evaluation reports under ``root/reports`` are rewritten to the new
+    names, so they are reused too. Returns the renames (old name: new name); a second call finds nothing.
+
+    A cut-off run of the old kind has no summary to say what trained it: it stays and is not resumed."""
+    plan: dict[Path, Path] = {}
+    for old in unrenamed_runs(root):
+        summary = json.loads((old / rd.SUMMARY).read_text(encoding="utf-8"))
+        device = load_toml(old / rd.CONFIG).get("device", "cpu")
+        tag = summary.get("platform") or tag_from_description(summary.get("hardware") or "", device)
+        plan[old] = old.with_name(f"{old.name}-{tag}")
+    clash = next((new for new in plan.values() if new.exists()), None)
+    if clash is not None:  # checked before anything moves, so a refusal leaves the cache as it was
+        raise UserError(f"cannot rename a cached run to {clash}: that folder exists already")
+    for old, new in plan.items():
+        old.rename(new)
+    renamed = {old.name: new.name for old, new in plan.items()}
+    for path in [new / rd.SUMMARY for new in plan.values()] + sorted(Path(root).glob("reports/*/*/*")):
+        if path.name in (rd.SUMMARY, "config.toml", "results.json"):
+            text = original = path.read_text(encoding="utf-8")
+            for old_name, new_name in renamed.items():
+                text = re.sub(rf"(?<![\w-]){re.escape(old_name)}(?=[\"/])", new_name, text)
+            if text != original:
+                rd.write_text(path, text)
+    return renamed
 
 
 @dataclass

@@ -99,6 +99,7 @@ class RichReporter:
             table.add_row(key.replace("_", " "), f"{value:.6g}")
         table.add_row("throughput", f"{summary.images_per_second_per_member:.0f} images/s per member")
         table.add_row("wall time", f"{summary.wall_seconds:.1f} s")
+        table.add_row("trained on", summary.hardware)  # names torch's version: figures differ between versions
         table.add_row("data", summary.data)
         table.add_row("files", f"{summary.run_dir}/  " + ", ".join(summary.files.values()))
         self.console.print(table)
