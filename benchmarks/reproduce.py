@@ -177,7 +177,7 @@ def run_cell(cell: Cell, where: Where, cache: Path) -> None:
     """Train the cell's population (reused or resumed if there), then run its evaluations."""
     from tempsched import training
     from tempsched.cli.eval_cmd import evaluation_options
-    from tempsched.evaluation import EvalContext, Report
+    from tempsched.evaluation import EvalContext, Report, run_evaluation
     from tempsched.plugins import PluginManager
 
     manager = PluginManager()
@@ -208,9 +208,9 @@ def run_cell(cell: Cell, where: Where, cache: Path) -> None:
             print(f"{cell.name}: {name} is done (its report in the cache); reused", flush=True)
         else:
             evaluation = training.build_part(manager, "evaluations", name, chosen)
-            evaluation.run(EvalContext(runs=run_dirs, base=config, report=report, manager=manager, cache=cache,
-                                       train=lambda c: training.ensure_run(c, manager, cache)))
-            report.write(written)
+            run_evaluation(evaluation, EvalContext(runs=run_dirs, base=config, report=report, manager=manager,
+                                                   cache=cache, train=lambda c: training.ensure_run(c, manager, cache)),
+                           written)
         reports[name] = out
         _keep(out, RESULTS / cell.name / name)  # now, so a cell cut off in a later evaluation shows this one
     record = {"cell": cell.name, "runs": [r.name for r in run_dirs], "evaluations": list(reports),

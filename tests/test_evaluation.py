@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 
 from tempsched import EvalContext, Evaluation, Param, hookimpl
-from tempsched.evaluation import Report
+from tempsched.errors import UserError
+from tempsched.evaluation import MANIFEST, Report
 from tempsched.plugins import PluginManager
 from test_cli import TINY, _one_line_error, cli
 
@@ -33,10 +34,40 @@ class Count(Evaluation):
             ctx.report.result("trained", str(ctx.train(ctx.base)))
 
 
+class Probe(Evaluation):
+    """Does what a test asks of a third-party evaluation: marks that it ran, fills its table with a cell of
+    some kind, draws an image, raises."""
+
+    name = "probe"
+    needs_runs = 0
+    params = {"cell": Param("number", "its table's cell", choices=("number", "tensor", "object")),
+              "image": Param(False, "also draw an image"),
+              "fail": Param("", "raise this kind of error", choices=("", "bug", "user")),
+              "mark": Param("", "a file it creates when it starts")}
+
+    def __init__(self, cell: str, image: bool, fail: str, mark: str) -> None:
+        self.cell, self.image, self.fail, self.mark = cell, image, fail, mark
+
+    def run(self, ctx: EvalContext) -> None:
+        import torch
+
+        if self.mark:
+            Path(self.mark).touch()
+        if self.image:
+            ctx.report.image("grid", torch.zeros(2, 1, 4, 4), nrow=2)
+        if self.fail == "bug":
+            raise RuntimeError("missing\nsecond line of the message")
+        if self.fail == "user":
+            raise UserError("give the probe a better input")
+        cell = {"number": 0.25, "tensor": torch.tensor(0.25), "object": object()}[self.cell]
+        ctx.report.table("cells", ["what", "value"], [[self.cell, cell]])
+
+
 class _Plugin:
     @hookimpl
     def tempsched_register_evaluations(self, register: Any) -> None:
         register(Count)
+        register(Probe)
 
 
 @pytest.fixture
@@ -149,3 +180,76 @@ def test_a_report_knows_whether_it_was_written_for_a_configuration(tmp_path: Pat
     assert not again.written_for({**config, "runs": ["b"]})
     (tmp_path / "r" / "report.md").unlink()
     assert not again.written_for(config)
+    (tmp_path / "r" / MANIFEST).unlink()  # a report written before reports kept a manifest
+    assert again.written_for(config) == (tmp_path / "r" / "report.md").is_file()
+
+
+def _finished(folder: Path) -> bool:
+    """Whether a report folder looks finished to a person (report.md, results.json) or to reproduce.py."""
+    return any((folder / name).exists() for name in ("report.md", "results.json", "config.toml")) or \
+        (folder / MANIFEST).is_file() and json.loads((folder / MANIFEST).read_text())["complete"]
+
+
+def test_an_evaluation_that_raises_is_one_line_naming_it_and_its_plugin(with_count, tmp_path: Path,
+                                                                         capsys) -> None:
+    code, _, err = cli("eval", "probe", "--set", "fail=bug", "--out", str(tmp_path / "report"), capsys=capsys)
+    _one_line_error(code, err, "evaluation 'probe' (plugin 'count-plugin') failed: RuntimeError: missing")
+    assert "second line" not in err and not _finished(tmp_path / "report")
+    code, _, err = cli("eval", "probe", "--set", "fail=user", "--out", str(tmp_path / "report"), capsys=capsys)
+    _one_line_error(code, err, "error: give the probe a better input")  # the user's mistake, as it is
+
+
+def test_a_cell_json_cannot_hold_is_one_line_and_leaves_no_finished_report(with_count, tmp_path: Path,
+                                                                            capsys) -> None:
+    report = tmp_path / "report"
+    code, _, err = cli("eval", "probe", "--set", "cell=object", "--set", "image=true", "--out", str(report),
+                       capsys=capsys)
+    _one_line_error(code, err, "evaluation 'probe' (plugin 'count-plugin') failed: TypeError: "
+                               "results['cells'][0]['value'] is a object")
+    assert not _finished(report) and (report / "grid.png").is_file()
+    assert cli("eval", "probe", "--out", str(report), capsys=capsys)[0] == 0  # the failed folder is its own
+    assert _finished(report) and not (report / "grid.png").exists()  # the earlier attempt's image went with it
+
+
+def test_one_element_tensors_are_written_as_numbers(with_count, tmp_path: Path, capsys) -> None:
+    report = tmp_path / "report"
+    code, _, err = cli("eval", "probe", "--set", "cell=tensor", "--out", str(report), capsys=capsys)
+    assert code == 0, err
+    assert json.loads((report / "results.json").read_text())["cells"] == [{"what": "tensor", "value": 0.25}]
+    assert "| tensor | 0.25 |" in (report / "report.md").read_text()
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
+
+
+@pytest.mark.parametrize("target,needle", [
+    ("run", "holds a run: a report needs a folder of its own"),
+    ("file", "is a file: a report needs a folder"),
+    ("foreign", "holds files no report wrote there (notes.txt)"),
+])
+def test_out_that_is_a_run_a_file_or_a_strangers_folder_is_refused_before_any_work(
+        with_count, tiny_run: Path, tmp_path: Path, target: str, needle: str, capsys) -> None:
+    out = {"run": tiny_run, "file": tmp_path / "file.txt", "foreign": tmp_path / "mine"}[target]
+    if target == "file":
+        out.write_text("mine")
+    elif target == "foreign":
+        out.mkdir()
+        (out / "notes.txt").write_text("mine")
+    before = _files(out) if out.is_dir() else out.read_bytes()
+    mark = tmp_path / "ran"
+    code, _, err = cli("eval", "probe", "--set", f"mark={mark}", "--out", str(out), capsys=capsys)
+    _one_line_error(code, err, needle)
+    assert not mark.exists()  # refused before the evaluation started
+    assert (_files(out) if out.is_dir() else out.read_bytes()) == before
+
+
+def test_an_evaluation_reruns_into_its_own_report_folder(with_count, tiny_run: Path, tmp_path: Path, capsys) -> None:
+    report = tmp_path / "report"
+    assert cli("eval", "probe", "--set", "image=true", "--out", str(report), capsys=capsys)[0] == 0
+    assert (report / "grid.png").is_file()
+    code, _, err = cli("eval", "count", str(tiny_run), "--out", str(report), capsys=capsys)
+    assert code == 0, err
+    assert sorted(_files(report)) == [MANIFEST, "config.toml", "report.md", "results.json"]  # no stale image
+    config = tomllib.loads((report / "config.toml").read_text())
+    assert Report(report, "Row counts").written_for(config)  # what reproduce.py reuses

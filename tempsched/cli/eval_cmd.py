@@ -18,7 +18,7 @@ from tempsched import training
 from tempsched.cli import options as opt
 from tempsched.cli.run import config_from_context
 from tempsched.errors import UserError
-from tempsched.evaluation import EvalContext, Report
+from tempsched.evaluation import EvalContext, Report, run_evaluation
 from tempsched.plugins import PluginManager
 
 console = Console()
@@ -53,6 +53,8 @@ def evaluate(
     manager = PluginManager()
     settings = {key.partition(".")[2]: value for key, value in opt.assignments(set_ or [], "--set", "eval").items()}
     chosen = evaluation_options(manager, name, settings)
+    report = Report(out or opt.fresh_path("reports", name), manager.registry.get("evaluations", name).title or name)
+    report.check()  # a file, a run or a stranger's folder is refused now, not after the evaluation's work
     evaluation = training.build_part(manager, "evaluations", name, chosen)
     base = config_from_context(manager, ctx)
     if base.performance.threads:
@@ -65,14 +67,12 @@ def evaluate(
     if len(run_dirs) < evaluation.needs_runs:
         raise UserError(f"evaluation '{name}' needs {evaluation.needs_runs} run director"
                         f"{'y' if evaluation.needs_runs == 1 else 'ies'}, got {len(run_dirs)}")
-    report_dir = out or opt.fresh_path("reports", name)
-    report = Report(report_dir, evaluation.title or name)
     with _progress() as progress:
         context = EvalContext(runs=run_dirs, base=base, report=report, progress=progress, manager=manager,
                               cache=cache, train=lambda config: training.ensure_run(config, manager, cache))
-        evaluation.run(context)
-    report.write({"evaluation": name, "options": chosen, "runs": [str(r) for r in run_dirs], "base": base.to_dict()})
-    console.print(f"report: {report_dir / 'report.md'}", highlight=False)
+        run_evaluation(evaluation, context, {"evaluation": name, "options": chosen,
+                                             "runs": [str(r) for r in run_dirs], "base": base.to_dict()})
+    console.print(f"report: {report.out / 'report.md'}", highlight=False)
 
 
 class _progress:
