@@ -81,7 +81,7 @@ def test_bad_input_is_refused_before_training(tmp_path: Path, capsys) -> None:
 
     with pytest.raises(UserError, match=r"has no image of class\(es\) \[11\]"):
         run([2, 11])
-    with pytest.raises(UserError, match="leaves no training images"):
+    with pytest.raises(UserError, match="has 0 training image"):
         run(list(range(10)))
     with pytest.raises(UserError, match="it takes no run directory"):
         run([2], [tmp_path])

@@ -324,12 +324,34 @@ def _load_source(name: str, data_dir: str | None, train_size: int, test_size: in
         raise UserError(f"cannot read {where}: {exc.strerror or exc}") from None
 
 
+def validation_size(available: int, val_size: int, source: str) -> int:
+    """How many of the ``available`` training images (those left after ``train_size`` and
+    ``exclude_classes``) the validation split takes: the one rule for every run, tune trial and evaluation
+    that trains, since each of them loads its images here.
+
+    ``val_size`` if given, else max(1, min(10% of them, 5000)); at least one image must stay to train on, so
+    a run needs two. Why at least one validation image: the selection loss is the mean -ELBO over the split,
+    and an empty split has no mean (it ended the first epoch in a ZeroDivisionError). Why the same split under
+    ``--select-on train``, which does not read it: a run's training images then do not depend on how it
+    selects, so two runs that differ only in that compare on equal terms. Anything else is one line, said
+    before any training, with ``source`` naming where the images came from.
+    """
+    if available < 2:
+        raise UserError(f"{source} has {available} training image(s), but a run needs at least 2 (one to "
+                        "validate on, one to train on): raise --train-size or exclude fewer classes")
+    n_val = val_size or max(1, min(available // 10, 5000))
+    if n_val >= available:
+        raise UserError(f"val_size {n_val} leaves no training images: {source} has {available}; "
+                        f"give --val-size {available - 1} or less")
+    return n_val
+
+
 def load(name: str, data_dir: str | None, exclude_classes: Sequence[int] = (), val_size: int = 0,
          train_size: int = 0, test_size: int = 0) -> ImageData:
     """Load ``name`` and carve the validation split (fixed permutation, independent of the run seed).
 
     ``exclude_classes`` removes classes from train and validation only: the test set keeps them, as
-    the unseen-class experiment needs. ``val_size`` 0 means min(10% of train, 5000).
+    the unseen-class experiment needs. How many images are validated on: ``validation_size``.
     """
     if name not in DATASETS:
         raise UserError(f"unknown dataset '{name}' (known: {', '.join(DATASETS)})")
@@ -346,12 +368,10 @@ def load(name: str, data_dir: str | None, exclude_classes: Sequence[int] = (), v
     if exclude_classes:
         keep = ~torch.isin(y_tr, torch.tensor(list(exclude_classes)))
         x_tr, y_tr = x_tr[keep], y_tr[keep]
-        if not len(x_tr):
-            raise UserError(f"excluding classes {sorted(exclude_classes)} leaves no training images of {name}")
         label += f", without classes {sorted(exclude_classes)}"
-    n_val = val_size or min(len(x_tr) // 10, 5000)
-    if n_val >= len(x_tr):
-        raise UserError(f"val_size {n_val} leaves no training images (train has {len(x_tr)})")
+    source = (name + (f" (first {train_size} training images)" if train_size else "")
+              + (f" without classes {sorted(exclude_classes)}" if exclude_classes else ""))
+    n_val = validation_size(len(x_tr), val_size, source)
     perm = torch.randperm(len(x_tr), generator=torch.Generator().manual_seed(VAL_SPLIT_SEED))
     val_idx, train_idx = perm[:n_val].sort().values, perm[n_val:].sort().values
     return ImageData(label, x_tr[train_idx], y_tr[train_idx], x_tr[val_idx], y_tr[val_idx], x_te, y_te)

@@ -43,7 +43,8 @@ class GSVAETask:
         "data_dir": Param("", "folder holding the data set (torchvision layout; empty: ./data)"),
         "exclude_classes": Param([], "train and validate without these classes (the test set keeps them)"),
         "batch_size": Param(128, "images per training step", low=1),
-        "val_size": Param(0, "validation images carved from the training set (0: min(10% of train, 5000))", low=0),
+        "val_size": Param(0, "validation images carved from the training set (0: max(1, min(10% of train, "
+                          "5000)); at least one image must stay to train on)", low=0),
         "train_size": Param(0, "use only the first N training images (0: all)", low=0),
         "test_size": Param(0, "use only the first N test images (0: all)", low=0),
         "learning_rate": Param(1e-3, "Adam learning rate", "authors' code", low=1e-12),

@@ -311,6 +311,9 @@ def run_study(settings: TuneSettings, callbacks: list[Callback] | None = None) -
     check_settings(settings)
     manager = settings.manager_factory()
     check_space_corners(settings, manager)
+    # The task loads its data once here, so that data the run cannot use (too few images to split, a missing
+    # file) is one line before the study directory exists, not the same failure in every trial.
+    training.build_task(settings.base, manager)
     storage = open_storage(settings.storage, settings.study_dir)
     directory.check_owner(settings.study_dir, settings.study_name, storage, settings.storage_label())
     study = load_study(settings, storage)
