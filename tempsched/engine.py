@@ -6,6 +6,12 @@ temperature change; each member's schedule takes its epoch step; the results are
 member takes the best member's weights and optimizer state while keeping its own temperature,
 schedule and feedback state.
 
+A member whose training or selection loss is not finite has diverged: the engine leaves it out of
+selection (the policy sees finite losses only) and out of feedback (a rule never sees a NaN), and it
+goes on from the chosen member's weights, optimizer state and temperature with a fresh feedback state;
+its schedule goes on. If every member diverged there is nothing good to go on from, and the epoch ends
+in ``Diverged`` before anything is shared or saved.
+
 The members may be spread over processes (``tempsched.distributed``): each process then trains a slice
 of them, and a ``Placement`` says which, gathers the epoch's losses and sends the best member's state.
 Every process keeps every member's temperature, schedule and feedback state, so selection and feedback
@@ -29,6 +35,17 @@ from tempsched.parts import EpochContext, FeedbackRule, Schedule, SelectionPolic
 from tempsched.records import EpochRecord
 from tempsched.steppers import LoopStepper, Stepper
 from tempsched.task import Task
+
+# A diverged member's row says why it was reset (the rows of members that went on normally have no "reset").
+RESET_NONFINITE = "non-finite loss"
+
+
+class Diverged(UserError):
+    """Every member's loss was non-finite in one epoch: no member is fit to go on from."""
+
+    def __init__(self, epoch: int) -> None:
+        self.epoch = epoch  # 0-based
+        super().__init__(f"every member's loss was non-finite in epoch {epoch + 1} (all diverged)")
 
 
 @dataclass
@@ -217,8 +234,11 @@ class Population:
         own_train_losses = self._train(timer)
         own_losses = timer.time("eval", lambda: self._selection_losses(own_train_losses))
         train_losses, losses = self.placement.gather(self.members, own_train_losses, own_losses)
-        best = self._select(losses)
-        rows = [self._adjust(k, m, tau_used[k], train_losses[k], losses, best) for k, m in enumerate(self.members)]
+        diverged = [not (math.isfinite(t) and math.isfinite(v)) for t, v in zip(train_losses, losses, strict=True)]
+        best = self._select(losses, diverged)
+        tau_best = self.members[best].tau  # where the chosen weights ended the epoch; diverged members restart here
+        rows = [self._adjust(k, m, tau_used[k], train_losses[k], losses, best, tau_best if diverged[k] else None)
+                for k, m in enumerate(self.members)]
         self.placement.share(self.members, best)
         self.epoch += 1
         return EpochRecord(epoch=self.epoch - 1, epochs=self.epochs, best=best, rows=rows, **timer.seconds())
@@ -250,27 +270,44 @@ class Population:
             return train_losses
         return [self.task.evaluate(m.model, m.tau) for m in self.local]
 
-    def _select(self, losses: list[float]) -> int:
-        best = _call(self.selection, "choose", losses)
-        if not isinstance(best, numbers.Integral) or isinstance(best, bool) or not 0 <= best < len(losses):
-            raise PartError(self.selection, "choose", f"returned {best!r}, not a member index 0..{len(losses) - 1}")
-        return int(best)
+    def _select(self, losses: list[float], diverged: list[bool]) -> int:
+        """The chosen member (0-based): the selection policy picks among the members that did not diverge."""
+        candidates = [k for k, bad in enumerate(diverged) if not bad]
+        if not candidates:
+            raise Diverged(self.epoch)
+        pick = _call(self.selection, "choose", [losses[k] for k in candidates])
+        if not isinstance(pick, numbers.Integral) or isinstance(pick, bool) or not 0 <= pick < len(candidates):
+            raise PartError(self.selection, "choose", f"returned {pick!r}, not a member index 0..{len(candidates) - 1}")
+        return candidates[int(pick)]
 
-    def _adjust(self, k: int, m: Member, tau_used: float, train_loss: float, losses: list[float],
-                best: int) -> dict[str, Any]:
-        """Algorithm 3's feedback and Algorithm 2's strategy step for member ``k``; returns its metrics row."""
-        # The best member sees no gap, so a patience rule resets its counter (Algorithm 3 line 10).
-        gap = _call(self.feedback, "delta", m.feedback_state, losses[k], losses[best])
-        delta = _finite(self.feedback, "delta", gap)
+    def _adjust(self, k: int, m: Member, tau_used: float, train_loss: float, losses: list[float], best: int,
+                reset_to: float | None) -> dict[str, Any]:
+        """Algorithm 3's feedback and Algorithm 2's strategy step for member ``k``; returns its metrics row.
+
+        ``reset_to`` (a diverged member): the chosen member's temperature, which the member's schedule
+        steps from instead of its own; its feedback state starts afresh and the feedback rule is skipped,
+        since a gap to a non-finite loss means nothing.
+        """
         tau_end = m.tau
+        if reset_to is None:
+            # The best member sees no gap, so a patience rule resets its counter (Algorithm 3 line 10).
+            delta = _finite(self.feedback, "delta",
+                            _call(self.feedback, "delta", m.feedback_state, losses[k], losses[best]))
+        else:
+            m.feedback_state, delta = {}, 0.0
         ctx = EpochContext(m.index, self.epoch, self.epochs, *self._tau_settings())
-        tau_strategy = self._clamped(m.schedule, "on_epoch", _call(m.schedule, "on_epoch", tau_end, ctx))
+        start = tau_end if reset_to is None else reset_to
+        tau_strategy = self._clamped(m.schedule, "on_epoch", _call(m.schedule, "on_epoch", start, ctx))
         m.tau = clamp(tau_strategy + delta, self.tau.min, self.tau.max)
-        return {
+        row = {
             "epoch": self.epoch, "member": m.index, "strategy": m.strategy, "tau": tau_used, "tau_end": tau_end,
-            "train_loss": train_loss, "loss": losses[k], "best": k == best, **m.feedback_state,
+            "train_loss": train_loss, "loss": losses[k], "best": k == best,
+            "feedback": copy.deepcopy(m.feedback_state),  # its own field: a rule's keys never replace the engine's
             "delta_tau": delta, "tau_strategy": tau_strategy, "tau_next": m.tau, "steps": m.steps,
         }
+        if reset_to is not None:
+            row["reset"] = RESET_NONFINITE
+        return row
 
     def shared_model(self) -> nn.Module:
         """The weights every member holds after an epoch (the best member's), from a member trained here."""

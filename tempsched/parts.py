@@ -122,7 +122,10 @@ class FeedbackRule(Part):
     """Turns a member's loss and the best loss into a temperature change (Algorithm 3 is one).
 
     ``state`` is the member's own JSON-serialisable dict (a patience counter, say); the rule may
-    change it in place. It is saved with the population, so a resumed run continues exactly.
+    change it in place. It is saved with the population, so a resumed run continues exactly, and shown
+    in the member's metrics row under ``feedback``, its own field, so no key of it can replace one of
+    the engine's. ``loss`` and ``best_loss`` are always finite: a member that diverged is not passed to
+    the rule, and its state starts again as ``{}``.
     """
 
     def delta(self, state: MutableMapping[str, Any], loss: float, best_loss: float) -> float:
@@ -134,7 +137,12 @@ class SelectionPolicy(Part):
     """Names the member whose weights and optimizer state every other member takes."""
 
     def choose(self, losses: Sequence[float]) -> int:
-        """Index (0-based) of the chosen member."""
+        """Index (0-based) into ``losses`` of the chosen member.
+
+        ``losses`` holds the finite selection losses only, in member order: the engine leaves out the
+        members that diverged (non-finite training or selection loss), so a NaN can never win. When none
+        diverged, the index is the member's.
+        """
         raise NotImplementedError
 
 

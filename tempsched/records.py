@@ -33,6 +33,20 @@ class BatchProgress:
     examples_per_epoch: int  # examples each member sees in one epoch
 
 
+# The engine's keys in a metrics row (docs/writing-plugins.md, "Metrics rows", says what each holds);
+# "reset" only in the row of a member that diverged, "nonfinite" only in metrics.jsonl lines with a NaN.
+ROW_KEYS = ("epoch", "member", "strategy", "tau", "tau_end", "train_loss", "loss", "best", "feedback",
+            "delta_tau", "tau_strategy", "tau_next", "steps", "reset", "nonfinite")
+
+
+def feedback_of(row: dict[str, Any]) -> dict[str, Any]:
+    """A member's feedback state in a metrics row: its ``feedback`` field, or, in a row written before that
+    field existed (the state's keys beside the engine's, such as ``patience``), every key not the engine's."""
+    if "feedback" in row:
+        return row["feedback"]
+    return {key: value for key, value in row.items() if key not in ROW_KEYS}
+
+
 @dataclass(frozen=True)
 class EpochRecord:
     """One epoch: a row per member (the rows of ``metrics.jsonl``), the best member and the timings.

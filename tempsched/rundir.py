@@ -137,14 +137,42 @@ def check_fingerprint(path: Path, checkpoint: Mapping[str, Any], config: Mapping
 # JSON has no NaN or Infinity: json.dumps would write a bare NaN, which strict readers (jq, JavaScript,
 # most JSON libraries) refuse for the whole file. A row's non-finite value is written as null and named,
 # with what it was, in the row's "nonfinite" field, so every line stays JSON and reads back the same.
+# A value inside a nested object (the feedback rule's state, under "feedback") is named at the same place:
+# {"feedback": {"avg": null}, "nonfinite": {"feedback": {"avg": "nan"}}}.
 NONFINITE = "nonfinite"
 
 
+def _without_nonfinite(row: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``row`` with every non-finite float (nested objects included) as None, and where they were, as text."""
+    clean: dict[str, Any] = {}
+    bad: dict[str, Any] = {}
+    for key, value in row.items():
+        if isinstance(value, float) and not math.isfinite(value):
+            clean[key], bad[key] = None, str(value)
+        elif isinstance(value, Mapping):
+            clean[key], inner = _without_nonfinite(value)
+            if inner:
+                bad[key] = inner
+        else:
+            clean[key] = value
+    return clean, bad
+
+
+def _restore_nonfinite(row: dict[str, Any], bad: dict[str, Any]) -> None:
+    for key, text in bad.items():
+        if isinstance(text, dict) and isinstance(row.get(key), dict):
+            _restore_nonfinite(row[key], text)
+        elif text in ("nan", "inf", "-inf"):
+            row[key] = float(text)
+        else:
+            raise ValueError(f"'{NONFINITE}' gives {key} as {text!r}, not nan, inf or -inf")
+
+
 def encode_row(row: Mapping[str, Any]) -> str:
-    """One metrics.jsonl line (rows are flat: one level of keys)."""
-    bad = {k: str(v) for k, v in row.items() if isinstance(v, float) and not math.isfinite(v)}
+    """One metrics.jsonl line."""
+    clean, bad = _without_nonfinite(row)
     if bad:
-        row = {**{k: (None if k in bad else v) for k, v in row.items()}, NONFINITE: bad}
+        row = {**clean, NONFINITE: bad}
     return json.dumps(row, allow_nan=False) + "\n"
 
 
@@ -156,10 +184,7 @@ def decode_row(line: bytes) -> dict[str, Any]:
     bad = row.pop(NONFINITE, {})
     if not isinstance(bad, dict):
         raise ValueError(f"'{NONFINITE}' must be an object")
-    for key, text in bad.items():
-        if text not in ("nan", "inf", "-inf"):
-            raise ValueError(f"'{NONFINITE}' gives {key} as {text!r}, not nan, inf or -inf")
-        row[key] = float(text)
+    _restore_nonfinite(row, bad)
     return row
 
 

@@ -21,7 +21,7 @@ import torch
 from tempsched import rundir as rd
 from tempsched.config import RunConfig, layer, load_toml, resolve
 from tempsched.distributed import Group, Spread
-from tempsched.engine import Member, Population, TauBounds
+from tempsched.engine import Diverged, Member, Population, TauBounds
 from tempsched.errors import PartError, UserError, describe_exception
 from tempsched.hardware import describe, platform_tag, tag_from_description
 from tempsched.plugins import PluginManager
@@ -262,7 +262,7 @@ def _train(run: rd.RunDir, built: Built, config: RunConfig, manager: PluginManag
     while pop.epoch < config.epochs:
         if progress:
             progress.epoch = pop.epoch
-        record = _named_part_errors(manager, pop.run_epoch)
+        record = _checked_epoch(manager, pop, run)
         t_save = time.perf_counter()
         train_seconds += record.train_seconds
         run.append_metrics(record.rows)
@@ -298,6 +298,25 @@ def follow(config: RunConfig, manager: PluginManager, group: Group, *, resume: b
         pop.load_state_dict(group.receive())
     while pop.epoch < config.epochs:
         _named_part_errors(manager, pop.run_epoch)
+
+
+def _checked_epoch(manager: PluginManager, pop: Population, run: rd.RunDir) -> EpochRecord:
+    """Process 0's epoch: each member that diverged gets one warning line; a population that diverged
+    whole ends the run with one line before the epoch is saved, since its state holds nothing to go on from."""
+    try:
+        record = _named_part_errors(manager, pop.run_epoch)
+    except Diverged as exc:
+        kept = (f"{run.file(rd.STATE)} keeps epoch {pop.epoch}, the last good checkpoint" if pop.epoch
+                else "nothing was saved")
+        raise UserError(f"{exc}; {kept}. A resume would diverge again: start a new run with a lower learning "
+                        "rate or narrower tau bounds (tau.min, tau.max)") from None
+    best = record.best_row
+    for row in record.rows:
+        if row.get("reset"):
+            print(f"warning: member {row['member']} ({row['strategy']}) diverged in epoch {record.epoch + 1} "
+                  f"({row['reset']}); it goes on from member {best['member']}'s weights, optimizer state and tau",
+                  file=sys.stderr, flush=True)
+    return record
 
 
 def _named_part_errors(manager: PluginManager, call: Callable[[], EpochRecord]) -> EpochRecord:

@@ -47,7 +47,7 @@ def test_run_end_to_end(tmp_path: Path, tiny_config: Path, capsys) -> None:
         assert (out / name).is_file(), name
     rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     assert len(rows) == 6
-    for key in ("epoch", "member", "strategy", "tau", "train_loss", "loss", "best", "patience", "delta_tau", "tau_next"):
+    for key in ("epoch", "member", "strategy", "tau", "train_loss", "loss", "best", "feedback", "delta_tau", "tau_next"):
         assert key in rows[0]
     assert sum(r["best"] for r in rows) == 2
     best = torch.load(out / "best.pt", weights_only=True)

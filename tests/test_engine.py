@@ -12,6 +12,7 @@ from conftest import assert_same_member_state, tiny_gsvae
 from tempsched.config import RunConfig, layer
 from tempsched.engine import Member, clamp, copy_member_state
 from tempsched.parts import EpochContext, Schedule
+from tempsched.records import feedback_of
 from tempsched.training import build, execute
 from tempsched_plugins.paper_default import STRATEGIES
 
@@ -50,7 +51,7 @@ def rederive(rows: list[dict], config: RunConfig) -> None:
         for r in erows:
             i = r["member"]
             counters[i] = counters.get(i, 0) + 1 if r["loss"] > best_loss else 0
-            assert r["patience"] == counters[i]
+            assert feedback_of(r)["patience"] == counters[i]
             expected_delta = (feedback["feedback_lr"] * (r["loss"] - best_loss)
                               if counters[i] >= feedback["patience"] else 0.0)
             assert r["delta_tau"] == pytest.approx(expected_delta)

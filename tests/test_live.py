@@ -13,7 +13,7 @@ from tempsched.cli.live import RichReporter
 INFO = RunInfo(run_dir=Path("runs/x"), preset="paper-default", members=2, epochs=3, start_epoch=0, data="toy",
                strategies=["fixed", "linear-up"], config={}, batches_per_epoch=4)
 ROWS = [{"member": m, "strategy": s, "tau": 1.0, "train_loss": 9.0, "loss": 8.0 + m, "best": m == 1,
-         "patience": 0, "delta_tau": 0.0, "tau_next": 1.0} for m, s in ((1, "fixed"), (2, "linear-up"))]
+         "feedback": {"patience": 0}, "delta_tau": 0.0, "tau_next": 1.0} for m, s in ((1, "fixed"), (2, "linear-up"))]
 RECORD = EpochRecord(epoch=0, epochs=3, best=0, rows=ROWS, train_seconds=1.0, eval_seconds=0.1, engine_seconds=0.1)
 
 

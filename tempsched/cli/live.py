@@ -7,6 +7,7 @@ epoch and of the run) above the last epoch's table; elsewhere (a log file, CI) o
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from rich.console import Console, Group
 from rich.live import Live
@@ -14,17 +15,25 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 from rich.table import Table
 
 from tempsched import BatchProgress, EpochRecord, RunInfo, RunSummary, hookimpl
+from tempsched.records import feedback_of
+
+
+def feedback_text(row: dict[str, Any]) -> str:
+    """What the feedback rule keeps for the member (``patience=2``, whatever the rule), or why it was reset."""
+    if row.get("reset"):
+        return f"reset: {row['reset']}"
+    return " ".join(f"{key}={value}" for key, value in feedback_of(row).items()) or "-"
 
 
 def epoch_table(record: EpochRecord) -> Table:
-    """One row per member: strategy, temperature, losses, patience and the feedback it got."""
+    """One row per member: strategy, temperature, losses, the feedback rule's state and the feedback it got."""
     table = Table(title=f"epoch {record.epoch + 1}/{record.epochs}", title_justify="left")
-    for col in ("member", "strategy", "tau", "train loss", "loss", "patience", "delta tau", "tau next"):
-        table.add_column(col, justify="left" if col == "strategy" else "right")
+    for col in ("member", "strategy", "tau", "train loss", "loss", "feedback", "delta tau", "tau next"):
+        table.add_column(col, justify="left" if col in ("strategy", "feedback") else "right")
     for row in record.rows:
         style = "bold green" if row["best"] else None
         table.add_row(f"{row['member']}{' *' if row['best'] else ''}", row["strategy"], f"{row['tau']:.4g}",
-                      f"{row['train_loss']:.2f}", f"{row['loss']:.2f}", str(row.get("patience", "-")),
+                      f"{row['train_loss']:.2f}", f"{row['loss']:.2f}", feedback_text(row),
                       f"{row['delta_tau']:+.4g}", f"{row['tau_next']:.4g}", style=style)
     seconds = record.train_seconds + record.eval_seconds + record.engine_seconds + record.save_seconds
     table.caption = f"* best member; epoch took {seconds:.1f} s"
