@@ -18,14 +18,14 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Protocol
+from typing import Any, Mapping, Protocol, Sequence
 
 import tomli_w
 
 from tempsched.errors import UserError
 from tempsched.parts import Param, Preset
 
-SELECT_ON = ("val", "train")
+SELECT_ON_TRAIN = "train"  # the mean training loss; every other choice is one of the task's held-out losses
 DEVICES = ("cpu", "cuda", "auto")
 BACKENDS = ("auto", "loop", "vmap")
 PRECISIONS = ("fp32", "bf16")
@@ -70,7 +70,7 @@ class RunConfig:
     members: int | None = None
     epochs: int = 10
     seed: int = 0
-    select_on: str = "val"
+    select_on: str | None = None  # None: the preset's, else the task's default for its options
     device: str = "cpu"
     schedules: list[str] | None = None
     feedback: str | None = None
@@ -266,7 +266,17 @@ def resolve(config: RunConfig, registry: PartRegistry) -> RunConfig:
     c.params = _resolve_params(preset, parts, config.params)
     task_cls = registry.get("tasks", c.task)
     c.task_options = _resolve_task_options(preset, c.task, task_cls.params, config.task_options)
+    c.select_on = _resolve_select_on(config.select_on or preset.select_on, task_cls.selection_losses(c.task_options))
     return c
+
+
+def _resolve_select_on(given: str | None, held_out: Sequence[str]) -> str:
+    """The loss members are judged on: ``given``, else the task's first held-out loss; checked against them."""
+    choices = (*held_out, SELECT_ON_TRAIN)
+    select_on = given or choices[0]
+    if select_on not in choices:
+        raise UserError(f"select_on must be one of {', '.join(choices)}, got '{select_on}'")
+    return select_on
 
 
 def preset_parts(config: RunConfig, registry: PartRegistry) -> dict[str, type]:
@@ -351,8 +361,6 @@ def _validate(c: RunConfig) -> None:
             raise UserError(f"{name} must be a positive number, got {value}")
     if c.tau.min >= c.tau.max:
         raise UserError(f"tau.min ({c.tau.min}) must be smaller than tau.max ({c.tau.max})")
-    if c.select_on not in SELECT_ON:
-        raise UserError(f"select_on must be one of {', '.join(SELECT_ON)}, got '{c.select_on}'")
     if c.device not in DEVICES:
         raise UserError(f"device must be one of {', '.join(DEVICES)}, got '{c.device}'")
     perf = c.performance

@@ -268,7 +268,7 @@ class Population:
         """The selection loss of each member trained here."""
         if self.select_on == "train":
             return train_losses
-        return [self.task.evaluate(m.model, m.tau) for m in self.local]
+        return [self.task.evaluate(m.model, m.tau, self.select_on) for m in self.local]
 
     def _select(self, losses: list[float], diverged: list[bool]) -> int:
         """The chosen member (0-based): the selection policy picks among the members that did not diverge."""

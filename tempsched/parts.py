@@ -153,7 +153,8 @@ class Preset:
     ``assign(n)`` gives the schedule name of each of the ``n`` members. ``defaults`` overrides the
     defaults the parts declare (``NAME`` for every part of the preset that takes it, ``PART.NAME``
     for one part; ``task_options.NAME`` for the task). ``tune`` adds or changes search ranges by
-    dotted configuration key (``tau.min``, ``params.patience.patience``).
+    dotted configuration key (``tau.min``, ``params.patience.patience``). ``select_on`` is the loss
+    members are judged on (None: the task's default for its options).
     """
 
     name: str
@@ -168,3 +169,4 @@ class Preset:
     tau_max: float
     defaults: Mapping[str, Value] = field(default_factory=dict)
     tune: Mapping[str, Range] = field(default_factory=dict)
+    select_on: str | None = None

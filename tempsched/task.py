@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Iterable, Mapping, Protocol
+from typing import Any, ClassVar, Iterable, Mapping, Protocol, Sequence
 
 import torch
 from torch import nn
@@ -64,8 +64,16 @@ class Task(Protocol):
         """One optimisation step at temperature ``tau``; returns the batch loss."""
         ...
 
-    def evaluate(self, model: nn.Module, tau: float) -> float:
-        """The selection loss on held-out data, with fixed noise so members compare fairly."""
+    @classmethod
+    def selection_losses(cls, options: Mapping[str, Any]) -> Sequence[str]:
+        """The held-out losses ``evaluate`` computes for a task built with ``options``, its default first.
+
+        ``--select-on`` takes one of these or ``train`` (the mean training loss, which needs no task call).
+        """
+        ...
+
+    def evaluate(self, model: nn.Module, tau: float, loss: str) -> float:
+        """The held-out loss ``loss`` (one of ``selection_losses``), with fixed noise so members compare fairly."""
         ...
 
     def test_metrics(self, model: nn.Module, tau: float) -> dict[str, float]:

@@ -66,7 +66,11 @@ class ToyTask:
         optimizer.step()
         return float(loss.detach())
 
-    def evaluate(self, model: nn.Module, tau: float) -> float:
+    @classmethod
+    def selection_losses(cls, options: Any) -> tuple[str, ...]:
+        return ("val",)
+
+    def evaluate(self, model: nn.Module, tau: float, loss: str) -> float:
         with torch.no_grad():
             return float(((model(self.x) - self.y) ** 2).mean()) + (tau - 2.0) ** 2
 

@@ -11,7 +11,8 @@ console = Console()
 
 def _params(cls: type) -> str:
     declared = getattr(cls, "params", {})
-    return ", ".join(f"{name}={p.default!r}" for name, p in declared.items())
+    return ", ".join(f"{name}={p.default!r}" + (f" (one of {'|'.join(map(str, p.choices))})" if p.choices else "")
+                     for name, p in declared.items())
 
 
 def plugins() -> None:

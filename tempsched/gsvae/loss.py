@@ -20,7 +20,9 @@ def reconstruction_bce(x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return F.binary_cross_entropy(x_hat, x, reduction="none").flatten(1).sum(dim=1)
 
 
-def negative_elbo(x_hat: torch.Tensor, x: torch.Tensor, logits1: torch.Tensor,
-                  logits2: torch.Tensor) -> torch.Tensor:
-    """Per-example -ELBO (eq. 10) with the KL of both latent layers."""
-    return reconstruction_bce(x_hat, x) + kl_to_uniform(logits1) + kl_to_uniform(logits2)
+def negative_elbo(x_hat: torch.Tensor, x: torch.Tensor, *logits: torch.Tensor) -> torch.Tensor:
+    """Per-example -ELBO (eq. 10) with the KL of every latent layer (z1 and z2 for the paper's model)."""
+    loss = reconstruction_bce(x_hat, x)
+    for layer in logits:
+        loss = loss + kl_to_uniform(layer)
+    return loss

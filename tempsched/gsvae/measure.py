@@ -131,7 +131,7 @@ def _batches(model: DualGSVAE, x: torch.Tensor, tau: float, decoding: str, noise
     for i in range(0, len(x), BATCH):
         xb = unit_images(x[i:i + BATCH]).to(device)
         logits1, logits2 = model.encode(xb)
-        u1, u2 = model.draw_noise(len(xb), generator, device)
+        u1, u2 = (u[0] for u in model.draw_noise(len(xb), generator, device))  # the sample's draw
         code1, code2 = codes(logits1, tau, decoding, u1), codes(logits2, tau, decoding, u2)
         yield _Batch(xb, logits1, logits2, code1, code2, model.decoder1(code1.flatten(1)),
                      model.decoder2(code2.flatten(1)))

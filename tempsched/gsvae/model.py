@@ -1,19 +1,27 @@
-"""The dual-latent Gumbel-Softmax VAE of the paper's Figure 2.
+"""The GS-VAE models: the dual-latent conv VAE of the paper's Figure 2 and the ReinMax benchmark's MLP VAE.
 
-A conv encoder feeds two separate linear heads, z1 and z2, each a set of N categorical variables with
-K classes; each latent layer has its own decoder (a mirror of the encoder) and the two sigmoid
-reconstructions are averaged.
+``DualGSVAE``: a conv encoder feeds two separate linear heads, z1 and z2, each a set of N categorical
+variables with K classes; each latent layer has its own decoder (a mirror of the encoder) and the two
+sigmoid reconstructions are averaged. ``MLPVAE``: the VAE of the ReinMax benchmark (Liu et al. 2023), an
+MLP encoder 784-512-256 to one latent layer of L variables with C categories, and a decoder
+L*C-256-512-784 with a sigmoid output. Both turn logits into codes with the ``Estimator`` they are built
+with (``tempsched.gsvae.estimators``), on noise drawn from the member's own generator.
 """
 
 from __future__ import annotations
 
+import math
+from typing import Sequence
+
 import torch
-import torch.nn.functional as F
 from torch import nn
+
+from tempsched.gsvae.estimators import ESTIMATORS, Estimator, categorical_sample, relaxed
 
 
 # Where Gumbel noise comes from: a generator to draw from, or uniforms drawn beforehand (shaped as the logits).
 Noise = torch.Generator | torch.Tensor | None
+Shape = tuple[int, int]  # a latent layer: (variables, classes per variable)
 
 
 def gumbel_softmax(logits: torch.Tensor, tau: float | torch.Tensor, noise: Noise,
@@ -24,17 +32,53 @@ def gumbel_softmax(logits: torch.Tensor, tau: float | torch.Tensor, noise: Noise
     run draws the same numbers. It may also come as uniforms drawn beforehand from that generator (the
     same numbers): ``torch.func.vmap`` cannot draw from per-member generators inside the mapped call.
     """
-    log_pi = F.log_softmax(logits, dim=-1)
     if isinstance(noise, torch.Tensor):
         u = noise
     else:
         u = torch.rand(logits.shape, generator=noise, device=logits.device, dtype=logits.dtype)
-    neg_log_u = -torch.log(u.clamp_min(1e-10))
-    gumbel = -torch.log(neg_log_u.clamp_min(1e-10))
-    scores = log_pi + gumbel
     if hard:
-        return F.one_hot(scores.argmax(dim=-1), logits.shape[-1]).to(logits.dtype)
-    return F.softmax(scores / tau, dim=-1)
+        return categorical_sample(logits, u)
+    return relaxed(logits, tau, u[None])
+
+
+class CategoricalVAE(nn.Module):
+    """What both models share: categorical latent layers ``latents``, coded by the model's estimator.
+
+    A subclass gives ``encode`` (images -> one logits tensor (batch, N, K) per latent layer) and
+    ``decode`` (one code per layer -> images on [0, 1]).
+    """
+
+    def __init__(self, latents: Sequence[Shape], estimator: Estimator) -> None:
+        super().__init__()
+        self.latents = tuple(latents)
+        self.estimator = estimator
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        raise NotImplementedError
+
+    def decode(self, codes: Sequence[torch.Tensor]) -> torch.Tensor:
+        raise NotImplementedError
+
+    def draw_noise(self, batch: int, generator: torch.Generator | None,
+                   device: torch.device) -> tuple[torch.Tensor, ...]:
+        """The uniforms ``forward`` would draw from ``generator`` for ``batch`` images, in the same order:
+        per latent layer, ``estimator.draws`` uniforms per logit, shaped (draws, batch, N, K)."""
+        return tuple(torch.rand((self.estimator.draws, batch, *shape), generator=generator, device=device)
+                     for shape in self.latents)
+
+    def forward(self, x: torch.Tensor, tau: float | torch.Tensor,
+                noise: torch.Generator | tuple[torch.Tensor, ...] | None = None,
+                hard: bool = False) -> tuple[torch.Tensor, ...]:
+        """Reconstruction and the logits of each latent layer.
+
+        ``noise`` is a generator to draw the noise from, or what ``draw_noise`` returns. ``hard`` decodes
+        a one-hot sample of q = softmax(logits) whatever the estimator (the discrete model itself).
+        """
+        logits = self.encode(x)
+        uniforms = noise if isinstance(noise, tuple) else self.draw_noise(len(x), noise, x.device)
+        codes = [categorical_sample(lg, u[0]) if hard else self.estimator(lg, tau, u)
+                 for lg, u in zip(logits, uniforms, strict=True)]
+        return (self.decode(codes), *logits)
 
 
 class Decoder(nn.Module):
@@ -55,12 +99,12 @@ class Decoder(nn.Module):
         return torch.sigmoid(self.deconv(h))
 
 
-class DualGSVAE(nn.Module):
+class DualGSVAE(CategoricalVAE):
     """Encoder, two categorical latent layers (z1, z2) with their own decoders, averaged output."""
 
-    def __init__(self, in_channels: int, size: int, channels: list[int], z1: tuple[int, int],
-                 z2: tuple[int, int]) -> None:
-        super().__init__()
+    def __init__(self, in_channels: int, size: int, channels: list[int], z1: Shape, z2: Shape,
+                 estimator: Estimator = ESTIMATORS["relaxed"]) -> None:
+        super().__init__((z1, z2), estimator)
         if size % (2 ** len(channels)):
             raise ValueError(f"image size {size} is not divisible by 2**{len(channels)}")
         base = size // 2 ** len(channels)
@@ -80,22 +124,31 @@ class DualGSVAE(nn.Module):
         h = self.encoder(x)
         return self.head1(h).view(-1, *self.z1), self.head2(h).view(-1, *self.z2)
 
-    def draw_noise(self, batch: int, generator: torch.Generator,
-                   device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-        """The uniforms ``forward`` would draw from ``generator`` for ``batch`` images, in the same order."""
-        return (torch.rand((batch, *self.z1), generator=generator, device=device),
-                torch.rand((batch, *self.z2), generator=generator, device=device))
+    def decode(self, codes: Sequence[torch.Tensor]) -> torch.Tensor:
+        """The mean of both decoders' images."""
+        code1, code2 = codes
+        return 0.5 * (self.decoder1(code1.flatten(1)) + self.decoder2(code2.flatten(1)))
 
-    def forward(self, x: torch.Tensor, tau: float | torch.Tensor,
-                noise: torch.Generator | tuple[torch.Tensor, torch.Tensor] | None = None,
-                hard: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Reconstruction (mean of both decoders) and the logits of z1 and z2.
 
-        ``noise`` is a generator to draw the Gumbel noise from, or the pair ``draw_noise`` returns.
-        """
-        logits1, logits2 = self.encode(x)
-        u1, u2 = noise if isinstance(noise, tuple) else (noise, noise)
-        s1 = gumbel_softmax(logits1, tau, u1, hard).flatten(1)
-        s2 = gumbel_softmax(logits2, tau, u2, hard).flatten(1)
-        x_hat = 0.5 * (self.decoder1(s1) + self.decoder2(s2))
-        return x_hat, logits1, logits2
+class MLPVAE(CategoricalVAE):
+    """The ReinMax benchmark's VAE: one latent layer of ``latent`` = (L variables, C categories).
+
+    ReLU between the layers, a sigmoid on the output; the widths are the benchmark's (512, 256).
+    """
+
+    def __init__(self, image_shape: Sequence[int], latent: Shape, estimator: Estimator,
+                 hidden: tuple[int, int] = (512, 256)) -> None:
+        super().__init__((latent,), estimator)
+        self.image_shape = tuple(image_shape)
+        pixels, units = math.prod(self.image_shape), latent[0] * latent[1]
+        self.encoder = nn.Sequential(nn.Flatten(), nn.Linear(pixels, hidden[0]), nn.ReLU(),
+                                     nn.Linear(hidden[0], hidden[1]), nn.ReLU(), nn.Linear(hidden[1], units))
+        self.decoder = nn.Sequential(nn.Linear(units, hidden[1]), nn.ReLU(), nn.Linear(hidden[1], hidden[0]),
+                                     nn.ReLU(), nn.Linear(hidden[0], pixels), nn.Sigmoid())
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor]:
+        return (self.encoder(x).view(-1, *self.latents[0]),)
+
+    def decode(self, codes: Sequence[torch.Tensor]) -> torch.Tensor:
+        (code,) = codes
+        return self.decoder(code.flatten(1)).view(-1, *self.image_shape)

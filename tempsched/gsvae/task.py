@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Mapping
 
 import torch
 from torch import nn
 
 from tempsched.errors import UserError
 from tempsched.gsvae.data import DATASETS, ImageData, load
+from tempsched.gsvae.estimators import ESTIMATORS
 from tempsched.gsvae.loss import negative_elbo
-from tempsched.gsvae.model import DualGSVAE
+from tempsched.gsvae.model import CategoricalVAE, DualGSVAE, MLPVAE
 from tempsched.parts import Param
 from tempsched.task import TaskEnv
 
 EVAL_BATCH = 1000
+MODELS = ("dual-conv", "mlp")
+OPTIMIZERS = {"adam": torch.optim.Adam, "radam": torch.optim.RAdam}
 
 
 def resolve_device(name: str) -> torch.device:
@@ -34,7 +37,7 @@ def _latent(value: list[Any], key: str) -> tuple[int, int]:
 
 
 class GSVAETask:
-    """Trains ``DualGSVAE`` members on an image data set held in memory."""
+    """Trains GS-VAE members (the paper's ``DualGSVAE`` or the benchmark's ``MLPVAE``) on images held in memory."""
 
     name = "gsvae"
     params = {
@@ -53,16 +56,38 @@ class GSVAETask:
         "channels": Param([], "encoder widths; empty: by image size (28: 16,32; 32/64: 32,64,128,256)", "paper"),
         "eval_noise_seed": Param(1234, "seed of the Gumbel noise every evaluation draws (same for all members)",
                                  low=0),
+        "model": Param("dual-conv", "dual-conv (the paper's two conv latent layers, z1 and z2) or mlp (the ReinMax "
+                       "benchmark's MLP 784-512-256 with one latent layer, 'latent')", choices=MODELS),
+        "latent": Param([30, 10], "mlp's latent layer: [L variables, C categories] (the benchmark's '10x30' is "
+                        "C x L, so [30, 10])", "ReinMax benchmark"),
+        "estimator": Param("relaxed", "how codes are sampled and differentiated: " + "; ".join(
+            f"{e.name} ({e.help})" for e in ESTIMATORS.values()), choices=tuple(ESTIMATORS)),
+        "gumbel_rao_draws": Param(100, "gumbel-rao's conditional noise draws per sample", "Paulus et al. 2021",
+                                  low=1),
+        "optimizer": Param("adam", "adam or radam", choices=tuple(OPTIMIZERS)),
     }
+
+    @classmethod
+    def selection_losses(cls, options: Mapping[str, Any]) -> tuple[str, ...]:
+        """The held-out losses members can be judged on, the default first (see ``evaluate``).
+
+        A straight-through estimator trains the discrete model itself, so its members are judged on it
+        (``val-hard``) by default; ``relaxed`` keeps ``val``, so runs from before keep their results.
+        """
+        hard_first = ESTIMATORS[options["estimator"]].discrete
+        return ("val-hard", "val") if hard_first else ("val", "val-hard")
 
     def __init__(self, env: TaskEnv, *, dataset: str, data_dir: str, exclude_classes: list[int], batch_size: int,
                  val_size: int, train_size: int, test_size: int, learning_rate: float, z1: list[int],
-                 z2: list[int], channels: list[int], eval_noise_seed: int, data: ImageData | None = None) -> None:
+                 z2: list[int], channels: list[int], eval_noise_seed: int, model: str, latent: list[int],
+                 estimator: str, gumbel_rao_draws: int, optimizer: str, data: ImageData | None = None) -> None:
         if not all(isinstance(c, int) and not isinstance(c, bool) for c in exclude_classes):
             raise UserError(f"task option 'exclude_classes' must be a list of class numbers, got {exclude_classes!r}")
         if not all(isinstance(c, int) and not isinstance(c, bool) and c > 0 for c in channels):
             raise UserError(f"task option 'channels' must be a list of positive integers, got {channels!r}")
-        self.z1, self.z2 = _latent(z1, "z1"), _latent(z2, "z2")
+        self.z1, self.z2, self.latent = _latent(z1, "z1"), _latent(z2, "z2"), _latent(latent, "latent")
+        self.model, self.optimizer = model, optimizer
+        self.estimator = ESTIMATORS[estimator].with_draws(gumbel_rao_draws)
         self.eval_noise_seed = eval_noise_seed
         self.device = resolve_device(env.device)
         self.data = data or load(dataset, data_dir or None, exclude_classes, val_size, train_size, test_size)
@@ -72,7 +97,7 @@ class GSVAETask:
         self.shape = tuple(self.data.x_train.shape[1:])
         size = self.shape[-1]
         self.channels = channels or ([16, 32] if size == 28 else [32, 64, 128, 256])
-        if size % (2 ** len(self.channels)):
+        if model == "dual-conv" and size % (2 ** len(self.channels)):
             raise UserError(f"images of size {size} cannot pass {len(self.channels)} stride-2 convolutions")
         self.memory_format = torch.channels_last if env.channels_last else torch.contiguous_format
         self.autocast_dtype = torch.bfloat16 if env.precision == "bf16" else None
@@ -94,13 +119,16 @@ class GSVAETask:
     def describe_data(self) -> str:
         return self.data.describe()
 
-    def build_model(self) -> nn.Module:
-        c, size = self.shape[0], self.shape[-1]
-        model = DualGSVAE(c, size, list(self.channels), self.z1, self.z2)
+    def build_model(self) -> CategoricalVAE:
+        model: CategoricalVAE
+        if self.model == "mlp":
+            model = MLPVAE(self.shape, self.latent, self.estimator)
+        else:
+            model = DualGSVAE(self.shape[0], self.shape[-1], list(self.channels), self.z1, self.z2, self.estimator)
         return model.to(self.device, memory_format=self.memory_format)
 
     def build_optimizer(self, model: nn.Module) -> torch.optim.Optimizer:
-        return torch.optim.Adam(model.parameters(), lr=self.learning_rate)
+        return OPTIMIZERS[self.optimizer](model.parameters(), lr=self.learning_rate)
 
     def batch_count(self) -> int:
         return -(-len(self._x_train) // self.batch_size)
@@ -111,15 +139,14 @@ class GSVAETask:
         for i in range(0, len(perm), self.batch_size):
             yield self._as_float(self._x_train[perm[i:i + self.batch_size]])
 
-    def draw_noise(self, model: nn.Module, batch: torch.Tensor,
-                   generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    def draw_noise(self, model: nn.Module, batch: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, ...]:
         return model.draw_noise(len(batch), generator, self.device)
 
     def batch_loss(self, forward: Callable[..., Any], batch: torch.Tensor, tau: float | torch.Tensor,
-                   noise: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+                   noise: tuple[torch.Tensor, ...]) -> torch.Tensor:
         with self._autocast():
-            x_hat, l1, l2 = forward(batch, tau, noise)
-        return negative_elbo(x_hat.float(), batch, l1.float(), l2.float()).mean()
+            x_hat, *logits = forward(batch, tau, noise)
+        return negative_elbo(x_hat.float(), batch, *(lg.float() for lg in logits)).mean()
 
     def train_step(self, model: nn.Module, optimizer: torch.optim.Optimizer, batch: torch.Tensor, tau: float,
                    generator: torch.Generator) -> float:
@@ -139,22 +166,30 @@ class GSVAETask:
                 out = model(xb, tau, g, hard)
             yield (xb, *(t.float() for t in out))
 
-    def evaluate(self, model: nn.Module, tau: float) -> float:
-        total = sum(float(negative_elbo(x_hat, xb, l1, l2).sum()) for xb, x_hat, l1, l2 in
-                    self._passes(model, self._x_val, tau))
+    def evaluate(self, model: nn.Module, tau: float, loss: str = "val") -> float:
+        """The mean -ELBO of the validation images, the same fixed noise for every member.
+
+        ``val``: through the code the decoder reads in training (the estimator's, at ``tau``); ``val-hard``:
+        through one-hot samples of q = softmax(logits), the discrete model whatever the estimator and tau.
+        """
+        total = sum(float(negative_elbo(x_hat, xb, *logits).sum()) for xb, x_hat, *logits in
+                    self._passes(model, self._x_val, tau, hard=loss == "val-hard"))
         return total / len(self._x_val)
 
     def test_metrics(self, model: nn.Module, tau: float) -> dict[str, float]:
-        """Per-pixel MSE on [0, 1] and -ELBO over the whole test split; also the argmax-latent MSE."""
+        """Per-pixel MSE on [0, 1] and -ELBO over the whole test split, through the training code and through
+        one-hot samples of q (``_hard``: the discrete model)."""
         x = self._as_float(self.data.x_test.to(self.device))
         pixels = x[0].numel() * len(x)
-        sq = elbo = sq_hard = 0.0
-        for xb, x_hat, l1, l2 in self._passes(model, x, tau):
+        sq = elbo = sq_hard = elbo_hard = 0.0
+        for xb, x_hat, *logits in self._passes(model, x, tau):
             sq += float(((x_hat - xb) ** 2).sum())
-            elbo += float(negative_elbo(x_hat, xb, l1, l2).sum())
-        for xb, x_hat, _, _ in self._passes(model, x, tau, hard=True):
+            elbo += float(negative_elbo(x_hat, xb, *logits).sum())
+        for xb, x_hat, *logits in self._passes(model, x, tau, hard=True):
             sq_hard += float(((x_hat - xb) ** 2).sum())
-        return {"test_mse": sq / pixels, "test_mse_hard": sq_hard / pixels, "test_neg_elbo": elbo / len(x)}
+            elbo_hard += float(negative_elbo(x_hat, xb, *logits).sum())
+        return {"test_mse": sq / pixels, "test_mse_hard": sq_hard / pixels, "test_neg_elbo": elbo / len(x),
+                "test_neg_elbo_hard": elbo_hard / len(x)}
 
     def save_artifacts(self, model: nn.Module, tau: float, directory: Path) -> dict[str, str]:
         """A PNG grid: 16 test images on the top rows, their reconstructions below."""
@@ -163,7 +198,7 @@ class GSVAETask:
         from tempsched.rundir import atomic_path
 
         x = self._as_float(self.data.x_test[:16].to(self.device))
-        _, x_hat, _, _ = next(self._passes(model, x, tau))
+        _, x_hat, *_ = next(self._passes(model, x, tau))
         target = directory / "reconstructions.png"
         with atomic_path(target) as tmp:
             save_image(torch.cat([x, x_hat]).cpu(), tmp, nrow=8, format="png")
