@@ -10,8 +10,7 @@ from typing import Any
 
 import pytest
 
-from tempsched import EvalContext, Evaluation, Param, hookimpl
-from tempsched.errors import UserError
+from tempsched import EvalContext, Evaluation, Param, UserError, hookimpl
 from tempsched.evaluation import MANIFEST, Report
 from tempsched.plugins import PluginManager
 from test_cli import TINY, _one_line_error, cli
