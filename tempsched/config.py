@@ -7,6 +7,12 @@ NAME). ``layer`` turns a TOML mapping and a mapping of dotted overrides into a r
 the preset fills what the user left out, every part parameter and task option is checked against its
 declaration, and the result is complete. ``replace_keys`` changes keys of a resolved configuration
 without a round trip through dicts (``tempsched tune`` builds each trial with it).
+
+A part may take a parameter of its own name (the feedback rule ``patience`` takes ``patience``), so
+``params.patience`` (flat) and ``params.patience.feedback_lr`` (the part's table) must not share one
+slot: until resolved, flat values live in their own table, ``params[EVERY_PART]``, and a later value
+wins over an earlier one whichever way either was written. A resolved configuration holds part tables
+only, so config.toml files keep their layout.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ PRECISIONS = ("fp32", "bf16")
 MAX_SEED = 2**32 - 1  # the seed is mixed into per-member and per-epoch seeds that torch takes as 64-bit
 MAX_THREADS = 1024  # more intra-op threads help no machine, and a huge count crashes torch's thread pool
 ANY_PART = "*"  # [params."*"]: values for whichever parts of the preset take them; ignored elsewhere
+EVERY_PART = ""  # params.NAME, kept as [params.""] until resolved: every part that takes NAME (an error if none)
 
 
 @dataclass
@@ -199,24 +206,31 @@ def replace_keys(config: RunConfig, values: Mapping[str, Any]) -> RunConfig:
     """
     out = dataclasses.replace(config, tau=dataclasses.replace(config.tau),
                               performance=dataclasses.replace(config.performance),
-                              task_options=dict(config.task_options),
-                              params={k: dict(v) if isinstance(v, dict) else v for k, v in config.params.items()})
+                              task_options=dict(config.task_options), params=_param_tables(config.params))
     for key, value in values.items():
         head, _, rest = key.partition(".")
         if head == "params" and rest:
-            part, _, name = rest.rpartition(".")
-            if part:
-                out.params.setdefault(part, {})[name] = value
-            else:
+            part, _, name = rest.rpartition(".")  # part EVERY_PART: a flat params.NAME
+            if part == EVERY_PART:  # later than any value NAME has in a part's table, so it replaces those
                 for table in out.params.values():
-                    if isinstance(table, dict) and name in table:
+                    if name in table:
                         table[name] = value
-                out.params[name] = value
+            out.params.setdefault(part, {})[name] = value
         elif head == "task_options" and rest and "." not in rest:
             out.task_options[rest] = value
         else:
             _set_field(out, key, value)
     return out
+
+
+def _param_tables(params: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """A copy of ``params`` with its flat values (``[params] NAME = value`` in TOML) moved into the
+    ``EVERY_PART`` table, so that each part's table and the flat values are separate entries."""
+    tables = {part: dict(table) for part, table in params.items() if isinstance(table, dict)}
+    flat = {name: value for name, value in params.items() if not isinstance(value, dict)}
+    if flat:
+        tables[EVERY_PART] = {**tables.get(EVERY_PART, {}), **flat}
+    return tables
 
 
 def _set_field(config: RunConfig, key: str, value: Any) -> None:
@@ -322,10 +336,9 @@ def _resolve_params(preset: Preset, parts: Mapping[str, type], given: Mapping[st
             continue
         part, _, name = key.rpartition(".")
         set_part(part, name, value, "preset default") if part else set_flat(name, value, "preset default")
-    tables = {k: v for k, v in given.items() if isinstance(v, dict)}
-    for name, value in given.items():
-        if name not in tables:
-            set_flat(name, value, "given")
+    tables = _param_tables(given)
+    for name, value in tables.pop(EVERY_PART, {}).items():
+        set_flat(name, value, "given")
     for name, value in tables.pop(ANY_PART, {}).items():
         for part, cls in parts.items():
             if name in cls.params:

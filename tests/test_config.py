@@ -6,7 +6,8 @@ import tomllib
 
 import pytest
 
-from tempsched.config import from_dict, layer, replace_keys
+from tempsched.cli.run import config_from_options
+from tempsched.config import from_dict, layer, replace_keys, resolve
 from tempsched.errors import UserError
 
 
@@ -88,3 +89,40 @@ def test_int_accepted_for_float_but_bool_is_not_int() -> None:
     assert from_dict({"tau": {"min": 1}}).tau.min == 1.0
     with pytest.raises(UserError):
         from_dict({"members": True})
+
+
+# The feedback rule 'patience' takes a parameter 'patience': the flat key params.patience (every part that takes
+# it) and the part's table params.patience.NAME must both hold, whichever comes first.
+BOTH = {"patience": 3, "feedback_lr": 0.05}
+
+
+@pytest.mark.parametrize("toml,overrides", [
+    ({"params": {"patience": {"feedback_lr": 0.05}}}, {"params.patience": 3}),  # TOML table, then CLI flat
+    ({"params": {"patience": 3}}, {"params.patience.feedback_lr": 0.05}),  # TOML flat, then CLI dotted
+    (None, {"params.patience": 3, "params.patience.feedback_lr": 0.05}),  # CLI flat, then dotted
+    (None, {"params.patience.feedback_lr": 0.05, "params.patience": 3}),  # CLI dotted, then flat
+], ids=["toml-table-then-flat", "toml-flat-then-dotted", "flat-then-dotted", "dotted-then-flat"])
+def test_a_flat_parameter_and_a_part_of_its_name_never_overwrite_each_other(manager, toml, overrides) -> None:
+    assert layer(manager.registry, toml, overrides).params["patience"] == BOTH
+
+
+def test_a_run_directorys_config_keeps_its_part_table_under_a_flat_override(manager, tmp_path) -> None:
+    """``--config RUN/config.toml --patience 3`` (and the other shortcut orders) on a saved, resolved config."""
+    saved = layer(manager.registry, overrides={"params.patience.feedback_lr": 0.05})
+    path = tmp_path / "config.toml"
+    path.write_text(saved.to_toml())
+    for params in ([], ["patience.feedback_lr=0.05"], ["patience=3"]):
+        c = config_from_options(manager, path, {"patience": 3}, params, [])
+        assert c.params["patience"] == BOTH, params
+    assert config_from_options(manager, path, {}, ["patience.feedback_lr=0.05", "patience=3"], []) == c
+    # a later part value still wins over an earlier flat one, as any later value does
+    c = config_from_options(manager, path, {"patience": 3}, ["patience.patience=4"], [])
+    assert c.params["patience"] == {"patience": 4, "feedback_lr": 0.05}
+
+
+def test_flat_values_and_part_tables_survive_replace_keys_and_a_round_trip(manager) -> None:
+    """``tempsched tune`` sets flat keys on a resolved config; an unresolved one may be written out and read back."""
+    base = layer(manager.registry, overrides={"params.patience.feedback_lr": 0.05})
+    assert resolve(replace_keys(base, {"params.patience": 3}), manager.registry).params["patience"] == BOTH
+    unresolved = replace_keys(from_dict({}), {"params.patience": 3, "params.patience.feedback_lr": 0.05})
+    assert layer(manager.registry, tomllib.loads(unresolved.to_toml())).params["patience"] == BOTH
