@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator, TypeVar
 
 import pytest
 import torch
@@ -21,6 +22,25 @@ from tempsched.config import RunConfig, layer  # noqa: E402
 from tempsched.plugins import PluginManager  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets"
+WAIT_SECONDS = 300.0  # how long a test waits for something another process or thread does, on the slowest machine
+
+T = TypeVar("T")
+
+
+def wait_for(condition: Callable[[], T], what: str, timeout: float = WAIT_SECONDS) -> T:
+    """Poll ``condition`` until it returns something true, and return that; fail naming ``what`` after ``timeout`` s.
+
+    The one place the tests wait: always for something the code under test does (a file written from a hook, a
+    process that exits), never for a fixed time, so they pass on a machine of any speed. The deadline only turns
+    a hang into a failure that says what never happened. Processes that are not tests use it too, so it raises
+    AssertionError rather than calling pytest.
+    """
+    deadline = time.monotonic() + timeout
+    while not (value := condition()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"waited {timeout:g} s for {what}")
+        time.sleep(0.02)
+    return value
 
 
 @pytest.fixture(scope="module")

@@ -3,38 +3,32 @@
 usage: python rundir_worker.py RUN_DIR EPOCHS PAUSE_AFTER
 
 Trains the tiny GS-VAE of ``conftest.tiny_gsvae`` (2 members, 1 thread) into RUN_DIR. After epoch
-PAUSE_AFTER (1-based) is saved it creates ``RUN_DIR.paused`` and waits until ``RUN_DIR.go`` exists,
-so a test can act while the run holds its directory; then it trains to EPOCHS.
+PAUSE_AFTER (1-based) is saved it waits at the gate named like RUN_DIR beside it (``gate.Gate``), so a
+test can act while the run holds its directory; then it trains to EPOCHS.
 """
 
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 from typing import Any, Callable
 
 sys.path.insert(0, str(Path(__file__).parent))
 
 from conftest import tiny_gsvae  # noqa: E402
+from gate import Gate  # noqa: E402
 
 from tempsched.plugins import PluginManager  # noqa: E402
 from tempsched.training import execute  # noqa: E402
 
-WAIT_SECONDS = 300
-
 
 def pause_after(epoch: int, run_dir: Path) -> Callable[[Any], None]:
     """An ``on_epoch`` callback that holds the run after ``epoch`` until the test says go."""
-    paused, go = run_dir.with_name(run_dir.name + ".paused"), run_dir.with_name(run_dir.name + ".go")
+    gate = Gate(run_dir.parent, run_dir.name)
 
     def on_epoch(record: Any) -> None:
-        if record.epoch + 1 != epoch:
-            return
-        paused.touch()
-        deadline = time.monotonic() + WAIT_SECONDS
-        while not go.exists() and time.monotonic() < deadline:
-            time.sleep(0.05)
+        if record.epoch + 1 == epoch:
+            gate.hold()
 
     return on_epoch
 

@@ -4,11 +4,12 @@ eps 0, monotonicity, the grey-image bound, and a report that resumes from its ca
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
+from typing import Any, Callable
 
 import pytest
 import torch
+from conftest import WAIT_SECONDS
 
 from tempsched import training
 from tempsched.cli.eval_cmd import evaluation_options
@@ -199,24 +200,40 @@ def test_processes_sharing_a_cache_split_the_attacks_and_wait_for_each_others_re
     results = _evaluate([two_runs[0]], tmp_path / "a", tmp_path / "cache", **SMALL)
     cached = sorted((tmp_path / "cache" / "attacks").glob("*.pt"))
     taken = cached[len(cached) // 2]  # another process is crafting this one
-    crafted, ready = taken.read_bytes(), threading.Event()
+    crafted, ready, waited = taken.read_bytes(), threading.Event(), threading.Event()
     taken.unlink()
+    lock = rundir.exclusive_lock
+
+    def waiting_lock(path: Path, *, wait: Callable[[str], None] | None = None) -> Any:
+        """The evaluation's lock, which says when it found ``taken`` held by the other and waits for it."""
+        def wait_and_say(pid: str) -> None:
+            if wait is not None:
+                wait(pid)
+            if path == taken.with_suffix(".lock"):
+                waited.set()
+        return lock(path, wait=None if wait is None else wait_and_say)
 
     def other_process() -> None:
-        with rundir.exclusive_lock(taken.with_suffix(".lock")):
+        with lock(taken.with_suffix(".lock")):
             ready.set()
-            time.sleep(1.0)
+            waited.wait(WAIT_SECONDS)  # the result comes while the evaluation waits for it
             taken.write_bytes(crafted)
 
     def no_crafting(*args: object, **kwargs: object) -> None:
         pytest.fail("crafted an attack that another process was crafting")
 
     monkeypatch.setattr(attacks.Attacks, "_craft", no_crafting)
+    monkeypatch.setattr(rundir, "exclusive_lock", waiting_lock)
     other = threading.Thread(target=other_process)
     other.start()
-    ready.wait()
-    again = _evaluate([two_runs[0]], tmp_path / "b", tmp_path / "cache", **SMALL)
-    other.join()
+    assert ready.wait(WAIT_SECONDS)
+    try:
+        again = _evaluate([two_runs[0]], tmp_path / "b", tmp_path / "cache", **SMALL)
+    finally:
+        waited_for_it = waited.is_set()
+        waited.set()  # let the other go on whatever happened
+        other.join()
+    assert waited_for_it, "the evaluation did not wait for the attack the other process held"
     assert again["all_attacks"] == results["all_attacks"]
 
 

@@ -17,7 +17,8 @@ from typing import Any
 
 import pytest
 import torch
-from conftest import assert_same_member_state, tiny_gsvae
+from conftest import assert_same_member_state, tiny_gsvae, wait_for
+from gate import epoch_gate, epoch_seconds, plugin_env
 from test_cli import _one_line_error, cli
 
 from tempsched.distributed import Spread, _load_member_state, _member_state
@@ -97,22 +98,31 @@ def _free_port() -> int:
 
 
 def test_a_killed_process_ends_the_run_with_one_line_and_it_resumes(tmp_path: Path, capsys) -> None:
-    """torchrun's environment by hand (process 0 hosts the store): kill -9 rank 1 mid-epoch, in an epoch
-    longer than --peer-timeout; process 0 stops within 60 s with one line, epoch 1's files intact."""
-    run, timeout = tmp_path / "run", 2
+    """torchrun's environment by hand (process 0 hosts the store): kill -9 rank 1 mid-epoch; process 0 stops
+    within 60 s with one line, epoch 1's files intact.
+
+    The test plugin ``test-gate`` holds process 0 in the middle of each epoch, so the kill falls inside epoch 2
+    on a machine of any speed: rank 1 is then training epoch 2 or waiting for process 0 at its end. Process 0
+    goes on at once after the kill, and its watchdog has to notice. Epoch 1 is held longer than --peer-timeout
+    while rank 1 waits, silent but alive, which must not stop the run."""
+    run, timeout, gates = tmp_path / "run", 2, tmp_path / "gates"
     args = [sys.executable, "-m", "tempsched", "run", *SMALL, "--members", "2", "--batch-size", "16",
             "--epochs", "2", "--peer-timeout", str(timeout), "--out", str(run)]
-    env = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port()), "WORLD_SIZE": "2"}
+    env = {**os.environ, **plugin_env(gates, epochs=[0, 1]), "MASTER_ADDR": "127.0.0.1",
+           "MASTER_PORT": str(_free_port()), "WORLD_SIZE": "2"}
     ranks = [subprocess.Popen(args, env={**env, "RANK": str(r)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               text=True) for r in (0, 1)]
     try:
-        deadline = time.monotonic() + 300
-        while not (run / "state.pt").exists():
-            assert time.monotonic() < deadline and ranks[0].poll() is None, ranks[0].communicate()
-            time.sleep(0.1)
-        time.sleep(1.0)  # into epoch 2's steps
+        first, second = epoch_gate(gates, 0), epoch_gate(gates, 1)
+        assert first.reached(ranks[0]), ranks[0].communicate()
+        # A live process silent for longer than --peer-timeout is the case to check, so this wait is on the clock.
+        until = time.monotonic() + 1.5 * timeout
+        wait_for(lambda: time.monotonic() > until, "the hold to outlast --peer-timeout")
+        first.open()
+        assert second.reached(ranks[0]), ranks[0].communicate()
         ranks[1].send_signal(signal.SIGKILL)
         killed = time.monotonic()
+        second.open()
         _, stderr = ranks[0].communicate(timeout=60)
         assert time.monotonic() - killed < 60
     finally:
@@ -120,7 +130,7 @@ def test_a_killed_process_ends_the_run_with_one_line_and_it_resumes(tmp_path: Pa
             p.kill()
             p.wait()
     state = _state(run)
-    assert state["population"]["epoch"] == 1 and state["train_seconds"] > timeout  # an epoch outlasts the timeout
+    assert state["population"]["epoch"] == 1 and epoch_seconds(gates, 0) > timeout  # an epoch outlasts the timeout
     lines = [line for line in stderr.splitlines() if line.strip()]
     assert ranks[0].returncode == 2 and len(lines) == 1, stderr
     assert lines[0].startswith("error: rank 1 of 2 stopped answering") and f"--resume {run}" in lines[0]

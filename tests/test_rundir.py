@@ -10,7 +10,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 import tomllib
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -19,6 +18,7 @@ import pytest
 import tomli_w
 import torch
 from conftest import tiny_gsvae
+from gate import Gate
 from test_cli import _one_line_error, _snapshot, cli
 
 from tempsched import hookimpl, rundir, training
@@ -88,15 +88,12 @@ def paused_run(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], Path]]
     log = (tmp_path / "worker.log").open("wb")
     worker = subprocess.Popen([sys.executable, str(WORKER), str(path), "2", "1"], stdout=subprocess.DEVNULL,
                               stderr=log)
-    deadline = time.monotonic() + TIMEOUT
-    while not path.with_name("run.paused").exists():
-        assert worker.poll() is None, (tmp_path / "worker.log").read_text()
-        assert time.monotonic() < deadline, "the worker never paused"
-        time.sleep(0.05)
+    gate = Gate(tmp_path, path.name)
     try:
+        assert gate.reached(worker), (tmp_path / "worker.log").read_text()
         yield worker, path
     finally:
-        path.with_name("run.go").touch()
+        gate.open()
         worker.wait(TIMEOUT)
         log.close()
 
@@ -118,7 +115,7 @@ def test_a_second_process_is_refused_while_a_run_trains(paused_run: tuple[subpro
         _one_line_error(done.returncode, done.stderr, f"is in use by another tempsched process (pid {worker.pid})")
     assert _snapshot(path) == before
 
-    path.with_name("run.go").touch()
+    Gate(tmp_path, path.name).open()
     assert worker.wait(TIMEOUT) == 0, (tmp_path / "worker.log").read_text()
     assert _epochs(path) == [0, 0, 1, 1]
     assert not (path / ".lock").exists()

@@ -19,6 +19,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
+from conftest import wait_for
 from test_cli import cli
 from toy import toy_manager, toy_settings
 
@@ -205,10 +206,8 @@ def test_kill_9_loses_only_the_trial_in_flight(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(TESTS), "TOY_HANG_TRIAL": "2", "TOY_HANG_MARKER": str(marker)}
     proc = subprocess.Popen([sys.executable, "-c", script], env=env)
     try:
-        for _ in range(1200):  # wait for trial 2 to be in flight (the child writes the marker, then hangs)
-            if marker.exists() or proc.poll() is not None:
-                break
-            time.sleep(0.1)
+        # trial 2 is in flight once the child writes the marker (then it hangs)
+        wait_for(lambda: marker.exists() or proc.poll() is not None, "trial 2 to start")
         assert marker.exists(), "trial 2 never started"
     finally:
         proc.send_signal(signal.SIGKILL)
@@ -494,17 +493,13 @@ def test_workers_die_with_a_killed_tune(tmp_path: Path) -> None:
                             stdout=subprocess.DEVNULL)
     pids: list[int] = []
     try:
-        deadline = time.monotonic() + 120
-        while len(pids) < 2 and proc.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.2)
-            pids = running_workers(out, "orphans")
+        wait_for(lambda: len(running_workers(out, "orphans")) == 2 or proc.poll() is not None,
+                 "two workers to start a trial")
+        pids = running_workers(out, "orphans")
         assert len(pids) == 2 and proc.pid in pids, f"the two workers never both started a trial: {pids}"
         proc.kill()  # kill -9: no chance to stop its workers itself
         proc.wait()
-        deadline = time.monotonic() + 5
-        while any(map(pid_alive, pids)) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert not any(map(pid_alive, pids)), "a worker outlived the killed tune"
+        wait_for(lambda: not any(map(pid_alive, pids)), "the workers of the killed tune to end", timeout=60)
     finally:
         proc.kill()
         proc.wait()
