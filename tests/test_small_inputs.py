@@ -29,7 +29,7 @@ CASES = [
     ("run", [], ["--train-size", "9"], None),
     ("run", [], SOME_NINES, None),
     ("run", [], ["--train-size", "5", "--select-on", "train"], None),
-    ("run", [], ["--train-size", "20", "--val-size", "0"], None),
+    ("run", [], ["--train-size", "20", "--val-size", "0", "--select-on", "val"], None),
     ("run", [], ["--train-size", "5", "--test-size", "0"], None),
     ("run", [], ["--train-size", "20", "--val-size", "19"], None),
     ("run", [], ["--train-size", "1"], "has 1 training image(s), but a run needs at least 2"),
@@ -55,7 +55,7 @@ def _trained_rows(command: str, out: Path, cache: Path) -> list[dict]:
 
 
 @pytest.mark.parametrize("command,own,data,error", CASES,
-                         ids=[" ".join([c, *o[:1], *d]) for c, o, d, _ in CASES])
+                         ids=[" ".join([c, *(o[:1] if c == "eval" else []), *d]) for c, o, d, _ in CASES])
 def test_an_input_too_small_to_split_trains_or_is_one_line(command: str, own: list[str], data: list[str],
                                                            error: str | None, tmp_path: Path, capsys) -> None:
     out, cache = tmp_path / "out", tmp_path / "cache"
