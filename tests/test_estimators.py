@@ -17,8 +17,10 @@ from test_cli import _one_line_error, cli
 from test_distributed import _main
 
 from tempsched.config import layer
+from tempsched.errors import UserError
 from tempsched.gsvae.estimators import ESTIMATORS, Estimator, categorical_sample, gumbel
 from tempsched.gsvae.loss import reconstruction_bce
+from tempsched.gsvae.measure import measure, score
 from tempsched.gsvae.model import DualGSVAE, MLPVAE
 from tempsched.plugins import PluginManager
 from tempsched.steppers import LoopStepper, VmapStepper
@@ -213,6 +215,16 @@ def test_a_one_hot_sample_without_a_surrogate_cuts_the_encoder_off() -> None:
         assert not _encoder_grad(model).any()
 
 
+def test_recon_measures_the_benchmark_model_and_refuses_its_missing_parts() -> None:
+    model = _models(_estimator("reinmax"))[0]
+    x = torch.randint(0, 256, (20, 1, 28, 28), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    m = measure(model, x, 1.3, hard_draws=2)
+    figures = [m.soft.neg_elbo, m.hard.neg_elbo, m.argmax.neg_elbo, m.discreteness.entropy_fraction]
+    assert torch.isfinite(torch.tensor(figures)).all()
+    with pytest.raises(UserError, match="dual-latent"):
+        score(model, x, 1.3, part="z1")
+
+
 def _mlp_config(manager: PluginManager, estimator: str, **more: object):
     return layer(manager.registry, {
         "plugin": "paper-default", "members": 3, "epochs": 1, "seed": 3,
@@ -254,6 +266,7 @@ def test_a_straight_through_run_selects_on_the_hard_elbo(tmp_path: Path, capsys)
     code, out, err = cli("run", *MLP, "--option", "estimator=st-gs", "--select-on", "val-hard",
                          "--out", str(tmp_path / "run"), capsys=capsys)
     assert code == 0, err
+    assert "loss (val-hard)" in out  # the live view names the loss members are judged on
     rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert all(torch.isfinite(torch.tensor([r["loss"], r["train_loss"]])).all() for r in rows)
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())

@@ -25,10 +25,15 @@ def feedback_text(row: dict[str, Any]) -> str:
     return " ".join(f"{key}={value}" for key, value in feedback_of(row).items()) or "-"
 
 
-def epoch_table(record: EpochRecord) -> Table:
+def loss_label(config: dict[str, Any]) -> str:
+    """The selection loss named by what it measures (``loss (val-hard)``), where the run's configuration says."""
+    return f"loss ({config['select_on']})" if config.get("select_on") else "loss"
+
+
+def epoch_table(record: EpochRecord, loss: str = "loss") -> Table:
     """One row per member: strategy, temperature, losses, the feedback rule's state and the feedback it got."""
     table = Table(title=f"epoch {record.epoch + 1}/{record.epochs}", title_justify="left")
-    for col in ("member", "strategy", "tau", "train loss", "loss", "feedback", "delta tau", "tau next"):
+    for col in ("member", "strategy", "tau", "train loss", loss, "feedback", "delta tau", "tau next"):
         table.add_column(col, justify="left" if col in ("strategy", "feedback") else "right")
     for row in record.rows:
         style = "bold green" if row["best"] else None
@@ -52,10 +57,12 @@ class RichReporter:
         self.run_task: TaskID | None = None
         self.table: Table | None = None
         self.epoch_started = 0.0
+        self.loss = "loss"
 
     @hookimpl
     def tempsched_run_start(self, info: RunInfo) -> None:
         verb = "resuming at epoch" if info.start_epoch else "starting"
+        self.loss = loss_label(info.config)
         self.console.print(f"[bold]tempsched[/] {info.preset}: {info.members} member(s), {info.epochs} epochs, "
                            f"{verb} {info.start_epoch + 1 if info.start_epoch else ''}".rstrip())
         self.console.print(f"data: {info.data}", highlight=False)
@@ -88,13 +95,13 @@ class RichReporter:
     @hookimpl
     def tempsched_epoch_end(self, record: EpochRecord) -> None:
         if self.live is not None:
-            self.table = epoch_table(record)
+            self.table = epoch_table(record, self.loss)
             self.live.update(self._view(), refresh=True)
             return
         best = record.best_row
         self.console.print(
             f"epoch {record.epoch + 1}/{record.epochs}: best member {best['member']} ({best['strategy']}) "
-            f"tau {best['tau']:.4g} loss {best['loss']:.3f}; taus next "
+            f"tau {best['tau']:.4g} {self.loss} {best['loss']:.3f}; taus next "
             + " ".join(f"{r['tau_next']:.3g}" for r in record.rows), highlight=False)
 
     @hookimpl
@@ -103,7 +110,7 @@ class RichReporter:
         table = Table(title="best member", show_header=False, title_justify="left")
         table.add_row("member", f"{summary.best_member} ({summary.best_strategy}), epoch {summary.best_epoch + 1}")
         table.add_row("tau", f"{summary.best_tau:.4g}")
-        table.add_row("selection loss", f"{summary.best_loss:.4f}")
+        table.add_row(f"selection {self.loss}", f"{summary.best_loss:.4f}")
         for key, value in summary.test_metrics.items():
             table.add_row(key.replace("_", " "), f"{value:.6g}")
         table.add_row("throughput", f"{summary.images_per_second_per_member:.0f} images/s per member")

@@ -45,8 +45,11 @@ def run(
     epochs: Optional[int] = typer.Option(None, help="Epochs to train (default 10).", rich_help_panel=POPULATION),
     seed: Optional[int] = typer.Option(None, help="Seed of initial weights, batch order and Gumbel noise.",
                                        rich_help_panel=POPULATION),
-    select_on: Optional[str] = typer.Option(None, help="'val' (held-out -ELBO, default) or 'train' "
-                                            "(the paper's mean training loss).", rich_help_panel=POPULATION),
+    select_on: Optional[str] = typer.Option(None, help="'val' (held-out -ELBO of the training code), 'val-hard' "
+                                            "(of one-hot samples: the discrete model) or 'train' (the paper's mean "
+                                            "training loss); default: the preset's, else val-hard for a "
+                                            "straight-through estimator and val for relaxed.",
+                                            rich_help_panel=POPULATION),
     param: Optional[List[str]] = typer.Option(None, help="Set a part's parameter: NAME=VALUE (every part of the "
                                               "preset that takes NAME) or PART.NAME=VALUE; repeatable. "
                                               "'tempsched plugins' lists them.", rich_help_panel=POPULATION),

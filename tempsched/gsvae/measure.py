@@ -26,7 +26,7 @@ import torch.nn.functional as F
 
 from tempsched.errors import UserError
 from tempsched.gsvae.loss import negative_elbo
-from tempsched.gsvae.model import DualGSVAE, gumbel_softmax
+from tempsched.gsvae.model import CategoricalVAE, DualGSVAE, gumbel_softmax
 
 BATCH = 1000  # images per pass; the task's own evaluation uses the same, so the noise streams agree
 DECODINGS = ("soft", "hard", "argmax")
@@ -82,23 +82,22 @@ class Measurement:
 
 @dataclass(frozen=True)
 class _Batch:
-    """One batch's images, logits, the codes handed to the decoders and each decoder's output."""
+    """One batch's images, the logits of each latent layer and the codes handed to the decoder(s)."""
 
+    model: CategoricalVAE
     x: torch.Tensor
-    logits1: torch.Tensor
-    logits2: torch.Tensor
-    code1: torch.Tensor
-    code2: torch.Tensor
-    out1: torch.Tensor
-    out2: torch.Tensor
+    logits: tuple[torch.Tensor, ...]
+    codes: tuple[torch.Tensor, ...]
 
+    @torch.no_grad()
     def reconstruction(self, part: str) -> torch.Tensor:
-        """Decoder 1 on z1, decoder 2 on z2, or their mean (the model's output)."""
-        if part == "z1":
-            return self.out1
-        if part == "z2":
-            return self.out2
-        return 0.5 * (self.out1 + self.out2)
+        """The model's output (``both``), or for the paper's model decoder 1 on z1 or decoder 2 on z2."""
+        if part == "both":
+            return self.model.decode(self.codes)
+        if not isinstance(self.model, DualGSVAE):
+            raise UserError(f"latent part '{part}' needs the paper's dual-latent model (task option model=dual-conv)")
+        layer = PARTS.index(part) - 1
+        return (self.model.decoder1, self.model.decoder2)[layer](self.codes[layer].flatten(1))
 
 
 def unit_images(x: torch.Tensor) -> torch.Tensor:
@@ -123,21 +122,21 @@ def _check(tau: float, decoding: str, part: str) -> None:
 
 
 @torch.no_grad()
-def _batches(model: DualGSVAE, x: torch.Tensor, tau: float, decoding: str, noise_seed: int) -> Iterator[_Batch]:
-    """The model's passes over ``x`` with ``decoding``, noise drawn as ``DualGSVAE.forward`` draws it."""
+def _batches(model: CategoricalVAE, x: torch.Tensor, tau: float, decoding: str,
+             noise_seed: int) -> Iterator[_Batch]:
+    """The model's passes over ``x`` with ``decoding``, noise drawn as the model's ``forward`` draws it."""
     model.eval()
     device = next(model.parameters()).device
     generator = torch.Generator(device=device).manual_seed(noise_seed)
     for i in range(0, len(x), BATCH):
         xb = unit_images(x[i:i + BATCH]).to(device)
-        logits1, logits2 = model.encode(xb)
-        u1, u2 = (u[0] for u in model.draw_noise(len(xb), generator, device))  # the sample's draw
-        code1, code2 = codes(logits1, tau, decoding, u1), codes(logits2, tau, decoding, u2)
-        yield _Batch(xb, logits1, logits2, code1, code2, model.decoder1(code1.flatten(1)),
-                     model.decoder2(code2.flatten(1)))
+        logits = model.encode(xb)
+        uniforms = model.draw_noise(len(xb), generator, device)
+        yield _Batch(model, xb, logits, tuple(codes(lg, tau, decoding, u[0])  # u[0]: the sample's own draw
+                                              for lg, u in zip(logits, uniforms, strict=True)))
 
 
-def reconstruct(model: DualGSVAE, x: torch.Tensor, tau: float, decoding: str = "soft", part: str = "both",
+def reconstruct(model: CategoricalVAE, x: torch.Tensor, tau: float, decoding: str = "soft", part: str = "both",
                 noise_seed: int = DEFAULT_NOISE_SEED) -> torch.Tensor:
     """Reconstructions of ``x`` (CPU, N x C x H x W on [0, 1]) from one decoding and latent part."""
     _check(tau, decoding, part)
@@ -148,11 +147,11 @@ def _errors(batch: _Batch, part: str) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-image MSE and -ELBO of one batch (float64, CPU)."""
     x_hat = batch.reconstruction(part)
     mse = ((x_hat - batch.x) ** 2).flatten(1).mean(dim=1)
-    elbo = negative_elbo(x_hat, batch.x, batch.logits1, batch.logits2)
+    elbo = negative_elbo(x_hat, batch.x, *batch.logits)
     return mse.double().cpu(), elbo.double().cpu()
 
 
-def score(model: DualGSVAE, x: torch.Tensor, tau: float, decoding: str = "soft", part: str = "both",
+def score(model: CategoricalVAE, x: torch.Tensor, tau: float, decoding: str = "soft", part: str = "both",
           noise_seed: int = DEFAULT_NOISE_SEED, draws: int = 1) -> Scores:
     """MSE and -ELBO of one decoding over all of ``x``; ``draws`` noise draws averaged (``argmax`` needs one)."""
     _check(tau, decoding, part)
@@ -177,14 +176,14 @@ def _entropy(logits: torch.Tensor) -> torch.Tensor:
     return -(log_q.exp() * log_q).sum(dim=-1)
 
 
-def discreteness(model: DualGSVAE, x: torch.Tensor, tau: float,
+def discreteness(model: CategoricalVAE, x: torch.Tensor, tau: float,
                  noise_seed: int = DEFAULT_NOISE_SEED) -> Discreteness:
-    """Mean max-probability of the soft samples and mean entropy of q(z|x), over every variable of z1 and z2."""
+    """Mean max-probability of the soft samples and mean entropy of q(z|x), over every variable of every latent layer."""
     _check(tau, "soft", "both")
     max_prob = entropy = fraction = 0.0
     variables = 0
     for b in _batches(model, x, tau, "soft", noise_seed):
-        for code, logits in ((b.code1, b.logits1), (b.code2, b.logits2)):
+        for code, logits in zip(b.codes, b.logits, strict=True):
             h = _entropy(logits)
             max_prob += float(code.max(dim=-1).values.double().sum())
             entropy += float(h.double().sum())
@@ -193,7 +192,7 @@ def discreteness(model: DualGSVAE, x: torch.Tensor, tau: float,
     return Discreteness(max_prob / variables, entropy / variables, fraction / variables)
 
 
-def upsampled_mse(model: DualGSVAE, x: torch.Tensor, tau: float, decoding: str = "soft",
+def upsampled_mse(model: CategoricalVAE, x: torch.Tensor, tau: float, decoding: str = "soft",
                   noise_seed: int = DEFAULT_NOISE_SEED, size: int = AUTHORS_SIZE) -> float:
     """MSE after resizing both the images and their reconstructions to ``size`` x ``size`` (bilinear).
 
@@ -210,7 +209,7 @@ def upsampled_mse(model: DualGSVAE, x: torch.Tensor, tau: float, decoding: str =
     return total / count
 
 
-def measure(model: DualGSVAE, x: torch.Tensor, tau: float, noise_seed: int = DEFAULT_NOISE_SEED,
+def measure(model: CategoricalVAE, x: torch.Tensor, tau: float, noise_seed: int = DEFAULT_NOISE_SEED,
             hard_draws: int = 5) -> Measurement:
     """Every figure of the ``recon`` table for one model on ``x`` at temperature ``tau``."""
     return Measurement(

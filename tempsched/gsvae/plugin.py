@@ -1,4 +1,5 @@
-"""Registers the GS-VAE task and the paper's experiments on it (a shipped plugin like any other)."""
+"""Registers the GS-VAE task, the paper's experiments on it and the ReinMax benchmark's presets (a shipped
+plugin like any other)."""
 
 from __future__ import annotations
 
@@ -30,3 +31,11 @@ def tempsched_register_evaluations(register: Any) -> None:
     register(Unseen)
     register(Anomaly)
     register(Attacks)
+
+
+@hookimpl
+def tempsched_register_presets(register: Any) -> None:
+    from tempsched.gsvae.presets import PRESETS
+
+    for preset in PRESETS:
+        register(preset)
