@@ -8,10 +8,11 @@ empty value loads none), which keeps tests independent of whatever else is insta
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import pluggy
 
@@ -23,6 +24,7 @@ from tempsched.space import SearchSpace
 
 ENTRY_POINT_GROUP = "tempsched"
 ENV_PLUGINS = "TEMPSCHED_PLUGINS"
+FAILED_IN = "tempsched_plugin"  # set on an exception raised by a hook implementation: the plugin's name
 
 # name -> module of the plugins tempsched ships; registered like any other plugin.
 DEFAULT_PLUGINS: dict[str, str] = {
@@ -88,6 +90,38 @@ class Registry:
         return "?"
 
 
+@contextlib.contextmanager
+def _marking(plugin_name: str) -> Iterator[None]:
+    """Name the plugin on an exception raised inside, unless an implementation nearer its origin did (a
+    wrapper re-raising the exception of an implementation it wraps leaves that one named)."""
+    try:
+        yield
+    except Exception as exc:
+        if not hasattr(exc, FAILED_IN):
+            with contextlib.suppress(AttributeError):  # a type without a __dict__ is reported unnamed
+                setattr(exc, FAILED_IN, plugin_name)
+        raise
+
+
+def _naming(impl: Any) -> Callable[..., Any]:
+    """``impl``'s function, marking what it raises with its plugin's name and raising it on unchanged.
+
+    The exception itself goes on, so pluggy's wrappers see what the implementations they wrap raised;
+    ``notify`` reads the mark. A wrapper's function returns a generator, so its stand-in is one too.
+    """
+    function, name = impl.function, impl.plugin_name
+    if impl.wrapper or impl.hookwrapper:
+        def wrapper(*args: Any, **kwargs: Any) -> Iterator[Any]:
+            with _marking(name):
+                return (yield from function(*args, **kwargs))
+        return wrapper
+
+    def plain(*args: Any, **kwargs: Any) -> Any:
+        with _marking(name):
+            return function(*args, **kwargs)
+    return plain
+
+
 class PluginManager:
     """A pluggy manager for the ``tempsched`` project with the registry built from its plugins."""
 
@@ -95,7 +129,7 @@ class PluginManager:
         self.pm = pluggy.PluginManager(hookspecs.PROJECT)
         self.pm.add_hookspecs(hookspecs)
         for name, module_name in DEFAULT_PLUGINS.items():
-            self.pm.register(importlib.import_module(module_name), name=name)
+            self._add(importlib.import_module(module_name), name)
         if load_entry_points:
             self._load_entry_points()
         self._check_pending()
@@ -110,7 +144,7 @@ class PluginManager:
             if (names is not None and ep.name not in names) or self.pm.get_plugin(ep.name) is not None:
                 continue
             try:
-                self.pm.register(ep.load(), name=ep.name)
+                self._add(ep.load(), ep.name)
             except Exception as exc:  # a broken third-party package must not hide which one it is
                 raise UserError(f"plugin '{ep.name}' failed to load: {describe_exception(exc)}") from None
 
@@ -127,9 +161,17 @@ class PluginManager:
             raise UserError(f"plugin '{name}' implements unknown hook(s) {', '.join(unknown)} "
                             f"(tempsched's hooks: {', '.join(hooks)})") from None
 
+    def _add(self, plugin: object, name: str | None) -> None:
+        """Register ``plugin`` with pluggy, each of its hook implementations wrapped to name it when it fails."""
+        self.pm.register(plugin, name=name)
+        for caller in self.pm.get_hookcallers(plugin) or []:
+            for impl in caller.get_hookimpls():
+                if impl.plugin is plugin:
+                    impl.function = _naming(impl)  # pluggy calls impl.function with the argnames it read first
+
     def register(self, plugin: object, name: str | None = None) -> None:
         """Register one more plugin object or module (tests and the CLI's live view use this)."""
-        self.pm.register(plugin, name=name)
+        self._add(plugin, name)
         self._check_pending()
         self._registry = None
 
@@ -139,14 +181,15 @@ class PluginManager:
         self._registry = None
 
     def notify(self, hook: str, **kwargs: Any) -> None:
-        """Call lifecycle hook ``hook`` on every plugin; a plugin that raises is named in a UserError."""
-        for impl in getattr(self.pm.hook, hook).get_hookimpls():
-            try:
-                impl.function(**kwargs)
-            except UserError:
-                raise
-            except Exception as exc:
-                raise UserError(f"plugin '{impl.plugin_name}' failed in {hook}: {describe_exception(exc)}") from None
+        """Call lifecycle hook ``hook`` through pluggy's hook caller, so ``wrapper=True``, ``tryfirst`` and
+        ``trylast`` implementations run as pluggy documents; a plugin that raises is named in a UserError."""
+        try:
+            getattr(self.pm.hook, hook)(**kwargs)
+        except UserError:
+            raise
+        except Exception as exc:
+            name = getattr(exc, FAILED_IN, "?")
+            raise UserError(f"plugin '{name}' failed in {hook}: {describe_exception(exc)}") from None
 
     def has_listeners(self, hook: str) -> bool:
         """Whether any plugin implements ``hook`` (the engine skips per-batch records nobody reads)."""

@@ -150,3 +150,100 @@ def test_a_finite_tau_is_still_clamped_not_refused(manager, tmp_path: Path) -> N
     execute(layer(manager.registry, {"plugin": "faulty", "epochs": 1}), manager, tmp_path / "run")
     rows = (tmp_path / "run" / "metrics.jsonl").read_text()
     assert '"tau_strategy": 4.0' in rows
+
+
+class _Recorder:
+    """Lifecycle hook implementations that note, in a shared list, when they run (and what they saw)."""
+
+    def __init__(self, calls: list[str], label: str, fail: bool = False) -> None:
+        self.calls, self.label, self.fail = calls, label, fail
+
+    @hookimpl
+    def tempsched_epoch_end(self, record: Any) -> None:
+        self.calls.append(self.label)
+        if self.fail:
+            raise KeyError("listener broke")
+
+
+class _Wrapper:
+    """A ``wrapper=True`` implementation: it runs before and after the others and sees what they raised."""
+
+    def __init__(self, calls: list[str], fail_after: bool = False) -> None:
+        self.calls, self.fail_after = calls, fail_after
+
+    @hookimpl(wrapper=True)
+    def tempsched_epoch_end(self, record: Any) -> Any:
+        self.calls.append("wrapper before")
+        try:
+            result = yield
+        except Exception as exc:
+            self.calls.append(f"wrapper saw {type(exc).__name__}")
+            raise
+        self.calls.append("wrapper after")
+        if self.fail_after:
+            raise ValueError("wrapper broke")
+        return result
+
+
+class _First:
+    def __init__(self, calls: list[str]) -> None:
+        self.calls = calls
+
+    @hookimpl(tryfirst=True)
+    def tempsched_epoch_end(self, record: Any) -> None:
+        self.calls.append("tryfirst")
+
+
+def _one_epoch(manager: PluginManager, tmp_path: Path) -> None:
+    execute(layer(manager.registry, {"plugin": "toy-paper", "epochs": 1}), manager, tmp_path / "run")
+
+
+def test_a_wrapper_runs_around_the_other_implementations(manager, tmp_path: Path) -> None:
+    calls: list[str] = []
+    manager.register(_Wrapper(calls), name="wrapper")
+    manager.register(_Recorder(calls, "plain"), name="plain")
+    _one_epoch(manager, tmp_path)
+    assert calls == ["wrapper before", "plain", "wrapper after"]
+
+
+def test_a_tryfirst_implementation_runs_first(manager, tmp_path: Path) -> None:
+    calls: list[str] = []
+    manager.register(_First(calls), name="first")  # registered first: without tryfirst pluggy would call it last
+    manager.register(_Recorder(calls, "plain"), name="plain")
+    _one_epoch(manager, tmp_path)
+    assert calls == ["tryfirst", "plain"]
+
+
+def test_a_failure_under_a_wrapper_names_its_own_plugin(manager, tmp_path: Path) -> None:
+    calls: list[str] = []
+    manager.register(_Wrapper(calls), name="wrapper")
+    manager.register(_Recorder(calls, "plain", fail=True), name="broken")
+    with pytest.raises(UserError, match="^plugin 'broken' failed in tempsched_epoch_end: KeyError: 'listener broke'$"):
+        _one_epoch(manager, tmp_path)
+    assert calls == ["wrapper before", "plain", "wrapper saw KeyError"]  # the wrapper saw the original exception
+
+
+def test_a_wrapper_that_fails_is_named(manager, tmp_path: Path) -> None:
+    calls: list[str] = []
+    manager.register(_Wrapper(calls, fail_after=True), name="bad-wrapper")
+    manager.register(_Recorder(calls, "plain"), name="plain")
+    with pytest.raises(UserError, match="^plugin 'bad-wrapper' failed in tempsched_epoch_end: ValueError: wrapper broke$"):
+        _one_epoch(manager, tmp_path)
+
+
+def test_batch_end_is_called_only_when_a_plugin_implements_it(manager, tmp_path: Path, monkeypatch) -> None:
+    hooks: list[str] = []
+    notify = PluginManager.notify
+    monkeypatch.setattr(PluginManager, "notify", lambda self, hook, **kw: (hooks.append(hook), notify(self, hook, **kw)))
+    _one_epoch(manager, tmp_path / "quiet")
+    assert "tempsched_batch_end" not in hooks and "tempsched_epoch_end" in hooks  # nobody listens: no call per batch
+
+    class Batches:
+        @hookimpl
+        def tempsched_batch_end(self, progress: Any) -> None:
+            hooks.append(f"batch {progress.batch}")
+
+    manager.register(Batches(), name="batches")
+    hooks.clear()
+    _one_epoch(manager, tmp_path / "listened")
+    assert [h for h in hooks if h.startswith("batch ")] == ["batch 1"]  # the toy's 64 points: one batch of 128
