@@ -239,7 +239,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--train-size", type=int, default=0, help="training images (default 0: all)")
     parser.add_argument("--test-size", type=int, default=0, help="test images (default 0: all)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per cell (default 1)")
-    parser.add_argument("--data-dir", type=Path, default=SHARED_DATA, help="MNIST's folder (default ../shared/datasets)")
+    parser.add_argument("--data-dir", type=Path, default=SHARED_DATA,
+                        help="MNIST's folder (default ../shared/datasets)")
     parser.add_argument("--out", type=Path, default=RESULTS, help="results folder (default docs/estimators)")
     parser.add_argument("--cache", type=Path, default=CACHE, help="the cells' runs (default ../estimator-runs)")
     args = parser.parse_args(argv)

@@ -178,7 +178,7 @@ def _entropy(logits: torch.Tensor) -> torch.Tensor:
 
 def discreteness(model: CategoricalVAE, x: torch.Tensor, tau: float,
                  noise_seed: int = DEFAULT_NOISE_SEED) -> Discreteness:
-    """Mean max-probability of the soft samples and mean entropy of q(z|x), over every variable of every latent layer."""
+    """Mean max-probability of the soft samples and mean entropy of q(z|x), over every variable of every layer."""
     _check(tau, "soft", "both")
     max_prob = entropy = fraction = 0.0
     variables = 0
