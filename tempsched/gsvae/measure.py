@@ -131,8 +131,8 @@ def _batches(model: CategoricalVAE, x: torch.Tensor, tau: float, decoding: str,
     for i in range(0, len(x), BATCH):
         xb = unit_images(x[i:i + BATCH]).to(device)
         logits = model.encode(xb)
-        uniforms = model.draw_noise(len(xb), generator, device)
-        yield _Batch(model, xb, logits, tuple(codes(lg, tau, decoding, u[0])  # u[0]: the sample's own draw
+        uniforms = model.draw_noise(len(xb), generator, device, hard=True)  # one draw per logit, as a sample
+        yield _Batch(model, xb, logits, tuple(codes(lg, tau, decoding, u[0])
                                               for lg, u in zip(logits, uniforms, strict=True)))
 
 

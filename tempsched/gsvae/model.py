@@ -59,11 +59,13 @@ class CategoricalVAE(nn.Module):
     def decode(self, codes: Sequence[torch.Tensor]) -> torch.Tensor:
         raise NotImplementedError
 
-    def draw_noise(self, batch: int, generator: torch.Generator | None,
-                   device: torch.device) -> tuple[torch.Tensor, ...]:
+    def draw_noise(self, batch: int, generator: torch.Generator | None, device: torch.device,
+                   hard: bool = False) -> tuple[torch.Tensor, ...]:
         """The uniforms ``forward`` would draw from ``generator`` for ``batch`` images, in the same order:
-        per latent layer, ``estimator.draws`` uniforms per logit, shaped (draws, batch, N, K)."""
-        return tuple(torch.rand((self.estimator.draws, batch, *shape), generator=generator, device=device)
+        per latent layer, ``estimator.draws`` uniforms per logit (one for a ``hard`` pass, which samples
+        only), shaped (draws, batch, N, K)."""
+        draws = 1 if hard else self.estimator.draws
+        return tuple(torch.rand((draws, batch, *shape), generator=generator, device=device)
                      for shape in self.latents)
 
     def forward(self, x: torch.Tensor, tau: float | torch.Tensor,
@@ -75,7 +77,7 @@ class CategoricalVAE(nn.Module):
         a one-hot sample of q = softmax(logits) whatever the estimator (the discrete model itself).
         """
         logits = self.encode(x)
-        uniforms = noise if isinstance(noise, tuple) else self.draw_noise(len(x), noise, x.device)
+        uniforms = noise if isinstance(noise, tuple) else self.draw_noise(len(x), noise, x.device, hard)
         codes = [categorical_sample(lg, u[0]) if hard else self.estimator(lg, tau, u)
                  for lg, u in zip(logits, uniforms, strict=True)]
         return (self.decode(codes), *logits)

@@ -63,7 +63,7 @@ class Purifier(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         logits1, logits2 = self.vae.encode(x)
-        u1, u2 = (u[0] for u in self.vae.draw_noise(len(x), self.generator, x.device))  # the sample's draw
+        u1, u2 = (u[0] for u in self.vae.draw_noise(len(x), self.generator, x.device, hard=True))
         code1, code2 = self._code(logits1, u1), self._code(logits2, u2)
         return 0.5 * (self.vae.decoder1(code1.flatten(1)) + self.vae.decoder2(code2.flatten(1)))
 
