@@ -273,6 +273,16 @@ def test_a_straight_through_run_selects_on_the_hard_elbo(tmp_path: Path, capsys)
     assert "test_neg_elbo_hard" in summary["test_metrics"]
 
 
+def test_tune_optimises_the_hard_elbo(tmp_path: Path, capsys) -> None:
+    code, _, err = cli("tune", *MLP, "--option", "estimator=reinmax", "--select-on", "val-hard", "--trials", "1",
+                       "--out", str(tmp_path / "study"), capsys=capsys)
+    assert code == 0, err
+    trial = tmp_path / "study" / "trials" / "0"
+    assert 'select_on = "val-hard"' in (trial / "config.toml").read_text()
+    rows = [json.loads(line) for line in (trial / "metrics.jsonl").read_text().splitlines()]
+    assert json.loads((trial / "summary.json").read_text())["best_loss"] == min(r["loss"] for r in rows if r["best"])
+
+
 @pytest.mark.parametrize("args, needle", [
     (["--option", "estimator=st-gumbel"], "task option 'estimator' must be one of relaxed, st-gs"),
     (["--select-on", "hard"], "select_on must be one of val, val-hard, train"),
