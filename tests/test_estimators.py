@@ -14,7 +14,6 @@ import torch
 import torch.nn.functional as F
 from scipy.stats import chi2
 from test_cli import _one_line_error, cli
-from test_distributed import _main
 
 from tempsched.config import layer
 from tempsched.errors import UserError
@@ -298,8 +297,9 @@ def test_plugins_lists_the_estimators(capsys) -> None:
     assert code == 0 and all(name in out for name in ESTIMATORS)
 
 
-def test_one_and_two_processes_write_equal_rows(tmp_path: Path) -> None:
+def test_one_and_two_processes_write_equal_rows(tmp_path: Path, capsys) -> None:
     args = [*MLP, "--option", "estimator=gumbel-rao", "--option", "gumbel_rao_draws=3", "--seed", "5"]
     for name, procs in (("one", "1"), ("two", "2")):
-        assert _main("run", *args, "--procs", procs, "--out", str(tmp_path / name)) == 0
+        code, _, err = cli("run", *args, "--procs", procs, "--out", str(tmp_path / name), capsys=capsys)
+        assert code == 0, err
     assert (tmp_path / "one" / "metrics.jsonl").read_bytes() == (tmp_path / "two" / "metrics.jsonl").read_bytes()

@@ -20,7 +20,7 @@ resume and ``--procs`` identity hold for every one of them. ``uniforms`` is shap
     1.0 below it.
   - ``gumbel-rao``: the mean of ST-GS's surrogate over ``k`` Gumbel draws conditioned on the sampled
     class (Paulus et al. 2021): ST-GS's expected gradient given D, with less variance.
-  - ``reinmax``: Liu et al. 2023, Algorithm 2 (second-order accurate): pi0 = softmax(logits),
+  - ``reinmax``: Liu et al. 2023, the ReinMax algorithm (second-order accurate): pi0 = softmax(logits),
     pi1 = (D + softmax(logits / tau)) / 2 with the softmax's gradient taken at pi1, s = 2 pi1 - pi0 / 2.
 """
 
@@ -99,12 +99,13 @@ def conditional_gumbel(log_pi: torch.Tensor, sample: torch.Tensor, u: torch.Tens
 
     With exponentials E = -log u: the largest perturbed logit is -log E_i for the sampled class i
     (the maximum of Gumbel-perturbed normalised logits is a standard Gumbel, independent of where it
-    lies), and every other class j gets -log(E_j / pi_j + E_i), a Gumbel truncated below that maximum.
+    lies), and every other class j gets -log(E_j / pi_j + E_i), a Gumbel truncated below that maximum
+    (computed in log space, so a tiny pi_j does not overflow).
     """
     log_pi = log_pi.detach()
-    e = -torch.log(u.clamp_min(1e-10))
-    e_chosen = (e * sample).sum(dim=-1, keepdim=True)
-    perturbed = torch.where(sample.bool(), -torch.log(e_chosen), -torch.log(e * torch.exp(-log_pi) + e_chosen))
+    log_e = torch.log(-torch.log(u.clamp_min(1e-10)))
+    log_e_chosen = (log_e * sample).sum(dim=-1, keepdim=True)
+    perturbed = torch.where(sample.bool(), -log_e_chosen, -torch.logaddexp(log_e - log_pi, log_e_chosen))
     return perturbed - log_pi
 
 
@@ -117,7 +118,7 @@ def gumbel_rao(logits: torch.Tensor, tau: Tau, uniforms: torch.Tensor) -> torch.
 
 
 def reinmax_surrogate(logits: torch.Tensor, sample: torch.Tensor, tau: Tau) -> torch.Tensor:
-    """ReinMax's surrogate for the one-hot ``sample`` (Liu et al. 2023, Algorithm 2).
+    """ReinMax's surrogate for the one-hot ``sample`` (Liu et al. 2023).
 
     pi1's value is (D + softmax(logits / tau)) / 2; written as softmax(stopgrad(log pi1 - logits) + logits),
     its gradient is the softmax Jacobian at pi1, which with -pi0 / 2 gives the second-order (Heun) step.

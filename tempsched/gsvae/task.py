@@ -50,10 +50,10 @@ class GSVAETask:
                           "5000)); at least one image must stay to train on)", low=0),
         "train_size": Param(0, "use only the first N training images (0: all)", low=0),
         "test_size": Param(0, "use only the first N test images (0: all)", low=0),
-        "learning_rate": Param(1e-3, "Adam learning rate", "authors' code", low=1e-12),
-        "z1": Param([32, 8], "latent layer z1: [N variables, K classes] (256 units, as the paper's z1)", "paper"),
-        "z2": Param([16, 8], "latent layer z2: [N variables, K classes] (128 units, as the paper's z2)", "paper"),
-        "channels": Param([], "encoder widths; empty: by image size (28: 16,32; 32/64: 32,64,128,256)", "paper"),
+        "learning_rate": Param(1e-3, "the optimizer's learning rate", "authors' code", low=1e-12),
+        "z1": Param([32, 8], "dual-conv's latent layer z1: [N variables, K classes] (256 units, as the paper's z1)", "paper"),
+        "z2": Param([16, 8], "dual-conv's latent layer z2: [N variables, K classes] (128 units, as the paper's z2)", "paper"),
+        "channels": Param([], "dual-conv's encoder widths; empty: by image size (28: 16,32; 32/64: 32,64,128,256)", "paper"),
         "eval_noise_seed": Param(1234, "seed of the Gumbel noise every evaluation draws (same for all members)",
                                  low=0),
         "model": Param("dual-conv", "dual-conv (the paper's two conv latent layers, z1 and z2) or mlp (the ReinMax "
@@ -86,7 +86,7 @@ class GSVAETask:
         if not all(isinstance(c, int) and not isinstance(c, bool) and c > 0 for c in channels):
             raise UserError(f"task option 'channels' must be a list of positive integers, got {channels!r}")
         self.z1, self.z2, self.latent = _latent(z1, "z1"), _latent(z2, "z2"), _latent(latent, "latent")
-        self.model, self.optimizer = model, optimizer
+        self.model_kind, self.optimizer_kind = model, optimizer
         self.estimator = ESTIMATORS[estimator].with_draws(gumbel_rao_draws)
         self.eval_noise_seed = eval_noise_seed
         self.device = resolve_device(env.device)
@@ -121,14 +121,14 @@ class GSVAETask:
 
     def build_model(self) -> CategoricalVAE:
         model: CategoricalVAE
-        if self.model == "mlp":
+        if self.model_kind == "mlp":
             model = MLPVAE(self.shape, self.latent, self.estimator)
         else:
             model = DualGSVAE(self.shape[0], self.shape[-1], list(self.channels), self.z1, self.z2, self.estimator)
         return model.to(self.device, memory_format=self.memory_format)
 
     def build_optimizer(self, model: nn.Module) -> torch.optim.Optimizer:
-        return OPTIMIZERS[self.optimizer](model.parameters(), lr=self.learning_rate)
+        return OPTIMIZERS[self.optimizer_kind](model.parameters(), lr=self.learning_rate)
 
     def batch_count(self) -> int:
         return -(-len(self._x_train) // self.batch_size)
