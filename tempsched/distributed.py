@@ -22,6 +22,11 @@ thread in each process shows a sign of life every second and notices a process t
 for ``timeout`` seconds (kill -9, a lost machine) or that reported a failure. The main thread then
 stops after its current batch with ``PeerLost``, one line on process 0, whose last complete
 checkpoint stays intact. Collectives run with the same ``timeout`` as a backstop.
+
+A ``--procs`` launcher hosts the store. Killed (kill -9, so it cannot stop its processes), it is
+missed at once: each process has the kernel send it ``LAUNCHER_GONE`` when the launcher dies (torch
+would send SIGINT, which reads as the user's Ctrl+C), and the run stops with ``PeerLost`` naming the
+launcher. Where the kernel cannot do that, the watchdog sees the process's parent change.
 """
 
 from __future__ import annotations
@@ -45,12 +50,18 @@ import torch.multiprocessing
 
 from tempsched.engine import Member, copy_member_state
 from tempsched.errors import UserError, describe_exception
+from tempsched.orphans import die_with_parent
 
 # How long the processes of a run may take to all arrive (imports, data loading, a second machine's
 # command typed a little later); after that a missing process is an error, not a slow start.
 JOIN_SECONDS = 300.0
 DEFAULT_TIMEOUT = 60.0  # seconds without a sign of life before the run stops (``--peer-timeout``)
 LOCALHOST = "127.0.0.1"
+LAUNCHER = "TEMPSCHED_LAUNCHER"  # the pid of the ``--procs`` process that started this one
+LAUNCHER_GONE = signal.SIGUSR1  # what the kernel sends a process that ``--procs`` started when the launcher dies
+# torch's C++ side logs each failed request to a store it lost with a 20-line stack trace; a run that
+# stops because its launcher is gone makes several. The processes report such a stop in one line.
+QUIET_CPP = {"TORCH_CPP_LOG_LEVEL": "ERROR"}
 
 T = TypeVar("T")
 
@@ -107,6 +118,7 @@ class Group:
         self.failure: str | None = None  # set by the watchdog; the main thread raises it at the next check
         self._barriers = 0
         self._stop = threading.Event()
+        self.launcher = _env_int(LAUNCHER) if LAUNCHER in os.environ else None
         prefix = _store_prefix()
         addr, port = os.environ.get("MASTER_ADDR", LOCALHOST), _env_int("MASTER_PORT", 29500)
         try:
@@ -131,8 +143,31 @@ class Group:
             # One torch thread pool per core, not per process: K processes with a pool each as wide as
             # the machine would oversubscribe it (``--threads`` overrides this).
             torch.set_num_threads(max(1, usable_cpus() // self.local_world))
+        if self.launcher is not None:
+            signal.signal(LAUNCHER_GONE, self._on_launcher_gone)  # kept to the end: see _on_launcher_gone
         self._watchdog = threading.Thread(target=self._watch, name="tempsched-watchdog", daemon=True)
         self._watchdog.start()
+
+    def _on_launcher_gone(self, signum: int, frame: Any) -> None:
+        """The kernel's word that the launcher died: stop now. It comes again as the launcher's process passes
+        this one on; ignored from then on, also after ``close``, so that it cannot cut short the clean-up or
+        process 0's line (its default action ends the process)."""
+        signal.signal(LAUNCHER_GONE, signal.SIG_IGN)
+        raise PeerLost(self._launcher_gone())
+
+    def _orphaned(self) -> bool:
+        """Whether the ``--procs`` launcher that started this process is gone (the process has passed to
+        another parent)."""
+        return self.launcher is not None and os.getppid() != self.launcher
+
+    def _launcher_gone(self) -> str:
+        return f"the tempsched process that launched this run (pid {self.launcher}) was killed"
+
+    def _store_lost(self, exc: BaseException) -> str:
+        """Why the rendezvous store stopped answering: a ``--procs`` launcher hosts it."""
+        if self.launcher is not None:
+            return self._launcher_gone()
+        return f"lost touch with the run's other processes ({describe_exception(exc)})"
 
     @property
     def leads(self) -> bool:
@@ -158,13 +193,16 @@ class Group:
         beat = 0
         while not self._stop.wait(interval):
             beat += 1
+            if self._orphaned():
+                self.failure = self._launcher_gone()
+                return
             try:
                 self._watch_store.set(f"alive/{self.rank}", str(beat))
                 if self._watch_store.add("failed", 0):
                     self.failure = self._reported_failure(peers) or self.failure
                 states = self._watch_store.multi_get([f"alive/{r}" for r in peers])
             except Exception as exc:  # the store's host (process 0 or the launcher) is gone
-                self.failure = f"lost touch with the run's other processes ({describe_exception(exc)})"
+                self.failure = self._store_lost(exc)
                 return
             now = time.monotonic()
             for peer, state in zip(peers, states):
@@ -196,12 +234,15 @@ class Group:
         """Wait until every process got here; a long wait is fine while all of them show signs of life."""
         self._barriers += 1
         key = f"barrier/{self._barriers}"
-        self.store.add(key, 1)
-        pause = 0.0005
-        while self.store.add(key, 0) < self.world:
-            self.check()
-            time.sleep(pause)
-            pause = min(2 * pause, 0.02)
+        try:
+            self.store.add(key, 1)
+            pause = 0.0005
+            while self.store.add(key, 0) < self.world:
+                self.check()
+                time.sleep(pause)
+                pause = min(2 * pause, 0.02)
+        except (RuntimeError, ValueError) as exc:  # the store's host is gone
+            raise PeerLost(self.failure or self._store_lost(exc)) from None
 
     def collective(self, what: str, call: Callable[[], T]) -> T:
         """Run a torch.distributed call; its failure (a peer's connection closed, the timeout) is ``PeerLost``."""
@@ -448,6 +489,7 @@ def check_launch(procs: int, members: int, device: str) -> None:
 
 def _start_rank(local_rank: int, entry: Callable[[list[str]], None], argv: list[str], env: dict[str, str]) -> None:
     """What each process ``launch`` starts runs: ``entry(argv)`` with torchrun's environment for its rank."""
+    die_with_parent(int(env[LAUNCHER]), LAUNCHER_GONE)
     os.environ.update(env, RANK=str(local_rank), LOCAL_RANK=str(local_rank))
     entry(argv)
 
@@ -466,9 +508,15 @@ def launch(entry: Callable[[list[str]], None], argv: list[str], procs: int, time
     store = dist.TCPStore(LOCALHOST, 0, procs, is_master=True, wait_for_workers=False,
                           timeout=dt.timedelta(seconds=JOIN_SECONDS))
     env = {"MASTER_ADDR": LOCALHOST, "MASTER_PORT": str(store.port), "WORLD_SIZE": str(procs),
-           "LOCAL_WORLD_SIZE": str(procs), "TORCHELASTIC_USE_AGENT_STORE": "True"}
-    context = torch.multiprocessing.start_processes(_start_rank, args=(entry, argv, env), nprocs=procs,
-                                                    join=False, start_method="spawn")
+           "LOCAL_WORLD_SIZE": str(procs), "TORCHELASTIC_USE_AGENT_STORE": "True", LAUNCHER: str(os.getpid())}
+    quiet = {k: v for k, v in QUIET_CPP.items() if k not in os.environ}  # read as torch loads, so set here
+    os.environ.update(quiet)
+    try:
+        context = torch.multiprocessing.start_processes(_start_rank, args=(entry, argv, env), nprocs=procs,
+                                                        join=False, start_method="spawn")
+    finally:
+        for key in quiet:
+            del os.environ[key]
     codes = _wait(context.processes, dist.PrefixStore(_store_prefix(), store), grace=timeout + 10)
     first = codes[0]
     if first < 0:

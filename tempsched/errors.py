@@ -28,3 +28,10 @@ def describe_exception(exc: BaseException) -> str:
     """``Type: first line of the message``, short enough for a one-line error."""
     text = (str(exc).strip().splitlines() or [""])[0][:200]
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def flat_message(exc: BaseException, limit: int = 300) -> str:
+    """All of ``exc``'s message on one line, shortened to ``limit`` characters: for messages whose first
+    line says nothing, such as torch's ``load_state_dict``, which lists each mismatch on a line of its own."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= limit else f"{text[:limit - 3]}..."

@@ -15,14 +15,16 @@ import hashlib
 import json
 import math
 import os
+import pickle
 import tempfile
+import zipfile
 from collections import Counter
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
 import torch
 
-from tempsched.errors import UserError
+from tempsched.errors import UserError, describe_exception, flat_message
 
 STATE_FORMAT = "tempsched-state-1"
 BEST_FORMAT = "tempsched-best-1"
@@ -75,18 +77,53 @@ def save_torch(target: Path, obj: Any) -> None:
         torch.save(obj, tmp)
 
 
-def load_torch(path: Path, expected_format: str) -> dict[str, Any]:
-    """Load a checkpoint safely (``weights_only``) and check it is one of ours."""
+RUN_REMEDY = "put back an intact copy, or start a new run"
+
+
+def load_torch(path: Path, expected_format: str, remedy: str = RUN_REMEDY) -> dict[str, Any]:
+    """Load a checkpoint safely (``weights_only``) and check it is one of ours; ``remedy`` says what to do
+    with one that is not (the default suits a run's own files; a cache's can be made again)."""
     if not path.is_file():
         raise UserError(f"checkpoint not found: {path}")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise UserError(f"cannot read checkpoint {path}: corrupt or not a tempsched file ({reason[:120]})") from None
+        raise UserError(f"cannot read checkpoint {path}: corrupt or not a tempsched file "
+                        f"({_unreadable(path, exc)}): {remedy}") from None
     if not isinstance(obj, dict) or obj.get("format") != expected_format:
-        raise UserError(f"{path} is not a tempsched checkpoint of the expected kind ({expected_format})")
+        raise UserError(f"{path} is not a tempsched checkpoint of the expected kind ({expected_format}): {remedy}")
     return obj
+
+
+def _unreadable(path: Path, exc: Exception) -> str:
+    """Why torch could not load ``path``, in words: its own message is often a stray detail of the
+    unpickler ("pop from empty list", "Invalid argument") or twenty lines on ``weights_only``."""
+    try:
+        if path.stat().st_size == 0:
+            return "the file is empty"
+        if not zipfile.is_zipfile(path):
+            return "not a torch archive: cut off, overwritten, or another kind of file"
+        with zipfile.ZipFile(path) as archive:
+            damaged = archive.testzip()
+    except (OSError, zipfile.BadZipFile, EOFError) as err:
+        return f"the archive cannot be read: {describe_exception(err)}"
+    if damaged is not None:
+        return f"its part {damaged} fails its checksum: damaged on disk or in a copy"
+    if isinstance(exc, pickle.UnpicklingError) and "weights only" in str(exc).lower():
+        return "it holds Python objects other than tensors and plain values; refused without running them"
+    return f"its contents do not load: {describe_exception(exc)}"
+
+
+def load_weights(model: torch.nn.Module, weights: Any, path: Path, remedy: str = RUN_REMEDY) -> None:
+    """Load the weights that checkpoint ``path`` holds into ``model``; a mismatch is one line with ``remedy``.
+
+    torch names each missing, unexpected or resized tensor on a line of its own after a first line that
+    says only that something failed; here they stay, on one line, shortened."""
+    try:
+        model.load_state_dict(weights)
+    except (RuntimeError, TypeError, ValueError, AttributeError) as exc:
+        raise UserError(f"{path} does not fit the model of its configuration ({flat_message(exc)}): "
+                        f"{remedy}") from None
 
 
 def _flatten(mapping: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -287,28 +324,55 @@ class RunDir:
         with the first one's pid and changes nothing. A new run that fails before its first
         checkpoint removes what it created (its files, the folders it made), so the path is free
         again; files that were in the folder before stay.
+
+        A run killed before its first checkpoint (kill -9, a power cut: nothing runs to clean up) leaves
+        its ``.lock`` file beside its first files and no state.pt. That cannot be resumed and holds
+        nothing of value, so a new run takes the folder over; a resume is refused saying so, and leaves
+        the lock file for that new run to see.
         """
         made = self._make_folders() if new else []
         if not self.path.is_dir():
             raise UserError(f"cannot create run directory {self.path}: a file has that name" if new
                             else f"run directory not found: {self.path}")
+        # Only a process that died holding the folder leaves the lock file: one that ends any other way
+        # removes it. Looked at before locking, which would make the file.
+        killed = self.file(LOCK).exists()
         try:
             with exclusive_lock(self.file(LOCK)):
+                unstarted = not self.file(STATE).exists()
+                if new and killed and unstarted:
+                    self._discard_run_files()
                 # Any of a run's files means someone's run; refusing it also makes every run file
                 # found after a failure below this process's own.
                 if new and any(self.file(name).exists() for name in RUN_FILES):
                     raise UserError(f"{self.path} already holds a run: use --resume {self.path} "
                                     "or choose another --out")
-                try:
-                    yield
-                except BaseException:
-                    if new and not self.file(STATE).exists():
-                        for name in RUN_FILES:
-                            self.file(name).unlink(missing_ok=True)
-                    raise
+                if new or not unstarted:
+                    try:
+                        yield
+                    except BaseException:
+                        if new and not self.file(STATE).exists():
+                            self._discard_run_files()
+                        raise
+                    return
         except BaseException:
             _remove_folders(made)
             raise
+        if killed:
+            self.file(LOCK).touch()  # released (and so removed) by now: put back the sign of the killed run
+        raise UserError(self._nothing_to_resume(killed))
+
+    def _nothing_to_resume(self, killed: bool) -> str:
+        """Why a folder without state.pt cannot be resumed, and what to do instead."""
+        if killed:
+            return (f"{self.path} has no checkpoint (the run stopped before its first epoch ended): "
+                    "run the same command without --resume to start it afresh")
+        return (f"{self.path} has no checkpoint ({STATE}), so there is nothing to resume: "
+                "start a new run with another --out")
+
+    def _discard_run_files(self) -> None:
+        for name in RUN_FILES:
+            self.file(name).unlink(missing_ok=True)
 
     def discard_unstarted(self) -> None:
         """Remove the files of a run that died before its first checkpoint (kill -9, power cut).
@@ -318,8 +382,7 @@ class RunDir:
         """
         with exclusive_lock(self.file(LOCK)):
             if not self.file(STATE).exists():
-                for name in RUN_FILES:
-                    self.file(name).unlink(missing_ok=True)
+                self._discard_run_files()
 
     def _make_folders(self) -> list[Path]:
         """Create the run's folder and missing parents; return those this process made, outermost first."""

@@ -22,7 +22,7 @@ from tempsched import rundir as rd
 from tempsched.config import RunConfig, layer, load_toml, resolve
 from tempsched.distributed import Group, Spread
 from tempsched.engine import Diverged, Member, Population, TauBounds
-from tempsched.errors import PartError, UserError, describe_exception
+from tempsched.errors import PartError, UserError, describe_exception, flat_message
 from tempsched.hardware import describe, platform_tag, tag_from_description
 from tempsched.plugins import PluginManager
 from tempsched.steppers import choose_stepper
@@ -197,7 +197,8 @@ def _load_state(run: rd.RunDir, built: Built, config: RunConfig) -> tuple[float,
     except KeyError as exc:
         raise UserError(f"{path} is damaged or incomplete (no {exc}): start a new run") from None
     except (RuntimeError, ValueError, TypeError) as exc:
-        raise UserError(f"{path} does not fit this configuration's models: {str(exc)[:120]}") from None
+        raise UserError(f"{path} does not fit this configuration's models ({flat_message(exc)}): "
+                        f"{rd.RUN_REMEDY}") from None
     assert config.tau.min is not None and config.tau.max is not None
     for m in pop.members:
         if not config.tau.min <= m.tau <= config.tau.max:
@@ -349,8 +350,7 @@ def finish(run: rd.RunDir, built: Built, config: RunConfig, train_seconds: float
     """Reload the best member, measure it on the test set, save its pictures and the summary."""
     best = rd.load_torch(run.file(rd.BEST), rd.BEST_FORMAT)
     model = built.population.members[0].model
-    model.load_state_dict(best["model"])
-    tau = float(best["tau"])
+    tau = _load_best_weights(model, best, run.file(rd.BEST))
     metrics = built.task.test_metrics(model, tau)
     files = {"config": rd.CONFIG, "metrics": rd.METRICS, "best model": rd.BEST, "state": rd.STATE,
              "policy": POLICY, "trajectories": plot_trajectories(run.path, run.read_metrics()),
@@ -468,11 +468,22 @@ def load_best(run_dir: Path, manager: PluginManager, task: Task | None = None,
     ``device`` evaluates it there rather than where it trained: a run trained on a GPU is evaluated on a
     machine without one, and the device enters neither the run's fingerprint nor its figures' meaning."""
     config = load_run_config(run_dir, manager, {"device": device} if device else None)
-    best = rd.load_torch(Path(run_dir) / rd.BEST, rd.BEST_FORMAT)
+    path = Path(run_dir) / rd.BEST
+    best = rd.load_torch(path, rd.BEST_FORMAT)
     task = task or build_task(config, manager)
     model = task.build_model()
-    try:
-        model.load_state_dict(best["model"])
-    except (KeyError, RuntimeError) as exc:
-        raise UserError(f"{Path(run_dir) / rd.BEST} does not fit the run's model: {str(exc)[:120]}") from None
-    return LoadedRun(Path(run_dir), config, task, model, float(best["tau"]), best)
+    return LoadedRun(Path(run_dir), config, task, model, _load_best_weights(model, best, path), best)
+
+
+# What every best.pt holds (``_train`` writes it), checked before a reader relies on it.
+BEST_KEYS = ("epoch", "member", "strategy", "tau", "loss", "model")
+
+
+def _load_best_weights(model: torch.nn.Module, best: dict[str, Any], path: Path) -> float:
+    """Put the weights of ``best`` (best.pt, read from ``path``) into ``model`` and return its tau; a file
+    without a best.pt's fields or with another model's weights is one line."""
+    missing = [key for key in BEST_KEYS if key not in best]
+    if missing:
+        raise UserError(f"{path} is damaged or incomplete (no {', '.join(missing)}): {rd.RUN_REMEDY}")
+    rd.load_weights(model, best["model"], path)
+    return float(best["tau"])

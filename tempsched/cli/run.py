@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import signal
+import threading
 from pathlib import Path
-from typing import Any, List, NoReturn, Optional
+from types import FrameType
+from typing import Any, Iterator, List, NoReturn, Optional
 
 import typer
 from rich.console import Console
@@ -109,7 +113,8 @@ def run(
     """Train a population and save the best member (the main job)."""
     given = {k: v for k, v in locals().items() if k in opt.SHORTCUTS and v is not None}
     manager = PluginManager()
-    with distributed.joined(peer_timeout) as group:  # None unless torchrun or --procs started this process
+    # group: None unless torchrun or --procs started this process
+    with _sigterm_as_interrupt(), distributed.joined(peer_timeout) as group:
         if group is not None and not group.leads:
             resolved, resuming = group.receive()  # process 0's: a --config or run directory may be only there
             training.follow(resolved, manager, group, resume=resuming)
@@ -131,6 +136,27 @@ def run(
         _train(manager, resolved, run_dir, resume is not None, group)
 
 
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """Stop on SIGTERM as on Ctrl+C: the last checkpoint kept, one line saying how to resume, exit 130.
+
+    ``timeout``, batch schedulers and ``kill`` send SIGTERM, which by default ends Python on the spot:
+    no line, a lock file left behind, and the processes a ``--procs`` launcher started orphaned.
+    """
+    if threading.current_thread() is not threading.main_thread():  # only the main thread takes signals
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def _saved(run_dir: Path) -> str:
     """What a stopped run left, and how to continue it."""
     if (Path(run_dir) / rundir.STATE).is_file():
@@ -146,7 +172,7 @@ def _train(manager: PluginManager, resolved: RunConfig, run_dir: Path, resuming:
     try:
         training.execute(resolved, manager, run_dir, resume=resuming, group=group)
     except KeyboardInterrupt:
-        err_console.print(f"interrupted: {_saved(run_dir)}")
+        err_console.print(f"interrupted: {_saved(run_dir)}", highlight=False, markup=False, soft_wrap=True)
         raise typer.Exit(130) from None
     except distributed.PeerLost as exc:
         raise UserError(f"{exc}; {_saved(run_dir)}") from None

@@ -26,6 +26,7 @@ from tempsched.gsvae.data import ImageData
 from tempsched.gsvae.measure import unit_images
 
 FORMAT = "tempsched-classifier-1"
+RETRAIN = "delete it to train the classifier again"  # what to do with a saved classifier that does not load
 BATCH = 1000  # images per prediction pass
 
 
@@ -123,12 +124,9 @@ def ensure_classifier(spec: ClassifierSpec, data: ImageData, folder: Path, devic
     """The classifier of ``spec`` from ``folder``, trained and saved there first if it is not there yet."""
     path = Path(folder) / f"cnn-{spec.dataset}-{spec.key()}.pt"
     if path.is_file():
-        saved = rd.load_torch(path, FORMAT)
+        saved = rd.load_torch(path, FORMAT, remedy=RETRAIN)
         model = _build(spec, data)
-        try:
-            model.load_state_dict(saved["model"])
-        except (KeyError, RuntimeError) as exc:
-            raise UserError(f"{path} does not fit this classifier: {str(exc)[:120]}; delete it to retrain") from None
+        rd.load_weights(model, saved.get("model"), path, remedy=RETRAIN)
         model = model.to(device).eval()
         return TrainedClassifier(model, float(saved["val_accuracy"]), float(saved["test_accuracy"]), path)
     model = train(spec, data, device, progress)

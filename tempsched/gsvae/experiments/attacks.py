@@ -251,7 +251,8 @@ class Attacks(Evaluation):
                 rd.save_torch(path, {"format": RESULT_FORMAT, "correct": target.predict(row, x_adv) == ys,
                                      "what": {"row": row.label, "attack": attack.label(), "eps": eps,
                                               **row.identity}})
-            row.correct[(attack, eps)] = rd.load_torch(path, RESULT_FORMAT)["correct"]
+            saved = rd.load_torch(path, RESULT_FORMAT, remedy="delete it to run the attack again")
+            row.correct[(attack, eps)] = saved["correct"]
             advance(1)
 
         # Processes running this evaluation on one cache split the attacks: each crafts those no other is
