@@ -279,9 +279,16 @@ def resolve(config: RunConfig, registry: PartRegistry) -> RunConfig:
     parts = preset_parts(c, registry)
     c.params = _resolve_params(preset, parts, config.params)
     task_cls = registry.get("tasks", c.task)
-    c.task_options = _resolve_task_options(preset, c.task, task_cls.params, config.task_options)
-    c.select_on = _resolve_select_on(config.select_on or preset.select_on, task_cls.selection_losses(c.task_options))
+    options = _resolve_task_options(preset, c.task, task_cls.params, config.task_options)
+    c.task_options = {name: value for name, value in options.items()
+                      if not (task_cls.params[name].omitted_at_default and value == task_cls.params[name].default)}
+    c.select_on = _resolve_select_on(config.select_on or preset.select_on, task_cls.selection_losses(options))
     return c
+
+
+def task_options(config: RunConfig, task_cls: Any) -> dict[str, Any]:
+    """Every option of a resolved configuration's task: its ``task_options`` and the defaults they omit."""
+    return {**{name: p.default for name, p in task_cls.params.items()}, **config.task_options}
 
 
 def _resolve_select_on(given: str | None, held_out: Sequence[str]) -> str:

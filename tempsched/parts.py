@@ -34,6 +34,9 @@ class Param:
     ``low``/``high`` are the smallest and largest values the part accepts (inclusive); ``choices`` the
     only values it accepts; ``tune`` the range ``tempsched tune`` searches (None: not tuned);
     ``source`` where the default comes from (a paper, a code base), shown in the docs.
+    ``omitted_at_default``: a task option added after runs existed whose default computes what those runs
+    computed; at its default it is left out of the resolved configuration (config.toml and the fingerprint
+    that names and guards a run), so those runs keep their names and still resume.
     """
 
     default: Value
@@ -43,6 +46,7 @@ class Param:
     high: float | int | None = None
     choices: tuple[Any, ...] = ()
     tune: Range | None = None
+    omitted_at_default: bool = False
 
     def check(self, value: Any, where: str) -> Value:
         """``value`` as this parameter's type, or a one-line UserError naming ``where`` (part and key)."""

@@ -19,7 +19,7 @@ from typing import Any, Callable
 import torch
 
 from tempsched import rundir as rd
-from tempsched.config import RunConfig, layer, load_toml, resolve
+from tempsched.config import RunConfig, layer, load_toml, resolve, task_options
 from tempsched.distributed import Group, Spread
 from tempsched.engine import Diverged, Member, Population, TauBounds
 from tempsched.errors import PartError, UserError, describe_exception, flat_message
@@ -82,7 +82,7 @@ def build_task(config: RunConfig, manager: PluginManager) -> Task:
                   channels_last=perf.channels_last)
     cls = manager.registry.get("tasks", config.task)
     try:
-        return cls(env, **config.task_options)
+        return cls(env, **task_options(config, cls))
     except UserError:
         raise
     except Exception as exc:

@@ -251,6 +251,19 @@ def test_val_hard_judges_the_discrete_model_whatever_tau(manager: PluginManager)
     assert task.evaluate(model, 0.5, "val") != task.evaluate(model, 5.0, "val")
 
 
+BEFORE_ESTIMATORS = {"dataset", "data_dir", "exclude_classes", "batch_size", "val_size", "train_size", "test_size",
+                     "learning_rate", "z1", "z2", "channels", "eval_noise_seed"}  # the task's options until then
+
+
+def test_runs_from_before_the_estimators_keep_their_configuration_and_name(manager: PluginManager) -> None:
+    """The new options are left out at their defaults, so an old run's config.toml and fingerprint are unchanged."""
+    relaxed = layer(manager.registry, {"plugin": "paper-default"})
+    assert set(relaxed.task_options) == BEFORE_ESTIMATORS
+    st_gs = _mlp_config(manager, "st-gs")
+    added = {"model", "latent", "estimator", "gumbel_rao_draws", "optimizer"}  # each set to a non-default value
+    assert set(st_gs.task_options) - BEFORE_ESTIMATORS == added
+
+
 @pytest.mark.parametrize("estimator, default", [("relaxed", "val"), ("st-gs", "val-hard"), ("reinmax", "val-hard")])
 def test_straight_through_runs_are_judged_on_the_discrete_model_by_default(manager: PluginManager, estimator: str,
                                                                            default: str) -> None:

@@ -40,6 +40,8 @@ class GSVAETask:
     """Trains GS-VAE members (the paper's ``DualGSVAE`` or the benchmark's ``MLPVAE``) on images held in memory."""
 
     name = "gsvae"
+    # The options added with the estimators (model .. optimizer) are omitted at their defaults, which train
+    # what runs from before them trained: those runs keep their names and resume (Param.omitted_at_default).
     params = {
         "dataset": Param("sample", "sample (embedded MNIST digits, works offline), mnist, fashion-mnist, "
                          "cifar10-jpeg, cifar10-exact, cifar10 or celeba", choices=DATASETS),
@@ -51,20 +53,24 @@ class GSVAETask:
         "train_size": Param(0, "use only the first N training images (0: all)", low=0),
         "test_size": Param(0, "use only the first N test images (0: all)", low=0),
         "learning_rate": Param(1e-3, "the optimizer's learning rate", "authors' code", low=1e-12),
-        "z1": Param([32, 8], "dual-conv's latent layer z1: [N variables, K classes] (256 units, as the paper's z1)", "paper"),
-        "z2": Param([16, 8], "dual-conv's latent layer z2: [N variables, K classes] (128 units, as the paper's z2)", "paper"),
-        "channels": Param([], "dual-conv's encoder widths; empty: by image size (28: 16,32; 32/64: 32,64,128,256)", "paper"),
+        "z1": Param([32, 8], "dual-conv's latent layer z1: [N variables, K classes] (256 units, as the paper's "
+                    "z1)", "paper"),
+        "z2": Param([16, 8], "dual-conv's latent layer z2: [N variables, K classes] (128 units, as the paper's "
+                    "z2)", "paper"),
+        "channels": Param([], "dual-conv's encoder widths; empty: by image size (28: 16,32; 32/64: "
+                          "32,64,128,256)", "paper"),
         "eval_noise_seed": Param(1234, "seed of the Gumbel noise every evaluation draws (same for all members)",
                                  low=0),
         "model": Param("dual-conv", "dual-conv (the paper's two conv latent layers, z1 and z2) or mlp (the ReinMax "
-                       "benchmark's MLP 784-512-256 with one latent layer, 'latent')", choices=MODELS),
+                       "benchmark's MLP 784-512-256 with one latent layer, 'latent')", choices=MODELS,
+                       omitted_at_default=True),
         "latent": Param([30, 10], "mlp's latent layer: [L variables, C categories] (the benchmark's '10x30' is "
-                        "C x L, so [30, 10])", "ReinMax benchmark"),
+                        "C x L, so [30, 10])", "ReinMax benchmark", omitted_at_default=True),
         "estimator": Param("relaxed", "how codes are sampled and differentiated: " + "; ".join(
-            f"{e.name} ({e.help})" for e in ESTIMATORS.values()), choices=tuple(ESTIMATORS)),
+            f"{e.name} ({e.help})" for e in ESTIMATORS.values()), choices=tuple(ESTIMATORS), omitted_at_default=True),
         "gumbel_rao_draws": Param(100, "gumbel-rao's conditional noise draws per sample", "Paulus et al. 2021",
-                                  low=1),
-        "optimizer": Param("adam", "adam or radam", choices=tuple(OPTIMIZERS)),
+                                  low=1, omitted_at_default=True),
+        "optimizer": Param("adam", "adam or radam", choices=tuple(OPTIMIZERS), omitted_at_default=True),
     }
 
     @classmethod
