@@ -76,16 +76,19 @@ def test_resume_of_a_run_killed_before_its_first_checkpoint_is_one_line_and_chan
     assert cli("run", *options, capsys=capsys)[0] == 0  # and the advice works after the refusal too
 
 
-def test_a_folder_without_a_sign_of_a_killed_run_is_not_taken_over(tmp_path: Path,
+def test_a_folder_without_a_sign_of_a_killed_run_is_not_taken_over(finished: Path, tmp_path: Path,
                                                                    capsys: pytest.CaptureFixture[str]) -> None:
-    """Only a run that died holding the folder leaves ``.lock``: another folder's files are left alone."""
-    run = tmp_path / "mine"
+    """Only a run that died holding its folder leaves ``.lock``: a folder that holds a run's config.toml and no
+    state.pt otherwise (copied there, or state.pt deleted) is neither started afresh nor resumed."""
+    run = tmp_path / "run"
     run.mkdir()
-    (run / "config.toml").write_text("# my own notes\n")
+    (run / "config.toml").write_bytes((finished / "config.toml").read_bytes())
+    before = _snapshot(run)
     code, _, stderr = cli("run", *TINY, "--epochs", "1", "--out", str(run), capsys=capsys)
     _one_line_error(code, stderr, "already holds a run")
-    code, _, stderr = cli("run", "--config", str(tmp_path / "none.toml"), "--resume", str(run), capsys=capsys)
-    assert code == 2 and _snapshot(run) == {"config.toml": b"# my own notes\n"}
+    code, _, stderr = cli("run", "--resume", str(run), capsys=capsys)
+    _one_line_error(code, stderr, f"{run} has no checkpoint (state.pt), so there is nothing to resume")
+    assert _snapshot(run) == before
 
 
 # --- SIGTERM is Ctrl+C ---------------------------------------------------------------------------------------
