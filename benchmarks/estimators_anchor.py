@@ -33,8 +33,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import ROOT, SHARED_DATA  # noqa: E402
 
@@ -43,7 +41,7 @@ from tempsched.config import layer  # noqa: E402
 from tempsched.errors import UserError  # noqa: E402
 from tempsched.gsvae.presets import BENCH_TAU  # noqa: E402
 from tempsched.plugins import PluginManager  # noqa: E402
-from tempsched.training import execute, load_best, load_run_config  # noqa: E402
+from tempsched.training import build, execute, load_run_config  # noqa: E402
 
 RESULTS = ROOT / "docs" / "estimators"
 DOC = ROOT / "docs" / "estimators.md"
@@ -141,9 +139,10 @@ def _measure(manager: PluginManager, run_dir: Path, epochs: int) -> dict[str, fl
     """Train -ELBO (the row's running mean over epoch ``epochs``) and test -ELBO of the weights at that epoch."""
     rows = [r for r in rd.RunDir(run_dir).read_metrics() if r["epoch"] == epochs - 1]
     state = rd.load_torch(run_dir / rd.STATE, rd.STATE_FORMAT)
-    loaded = load_best(run_dir, manager)
-    loaded.model.load_state_dict(state["population"]["shared"]["model"])  # the last epoch's, not the best
-    metrics = loaded.task.test_metrics(loaded.model, float(state["population"]["members"][0]["tau"]))
+    built = build(load_run_config(run_dir, manager), manager)
+    built.population.load_state_dict(state["population"])  # the last epoch's weights, not best.pt's
+    member = built.population.members[0]
+    metrics = built.task.test_metrics(member.model, member.tau)
     return {"train": float(rows[0]["train_loss"]), "test": metrics["test_neg_elbo"],
             "test_hard": metrics["test_neg_elbo_hard"], "train_seconds": float(state["train_seconds"])}
 
@@ -198,17 +197,19 @@ def render(out: Path) -> str:
     lines = [BEGIN, "", f"Rendered by `benchmarks/estimators_anchor.py` from `docs/estimators/*.json`. A cell counts "
              f"once it has reached {EPOCHS} epochs on all training and test images.", "",
              "| estimator (tau) | seeds done | train -ELBO, ours | anchor | verdict | test -ELBO, ours | anchor | "
-             "verdict |", "|---|---|---|---|---|---|---|---|"]
+             "verdict | training time per seed |", "|---|---|---|---|---|---|---|---|---|"]
     for est in ESTIMATORS:
         anchor = ANCHORS[est]
         done = [r for r in (results[Cell(est, s).name] for s in SEEDS)
                 if r is not None and r["budget"] == full and str(EPOCHS) in r["points"]]
         train = [r["points"][str(EPOCHS)]["train"] for r in done]
         test = [r["points"][str(EPOCHS)]["test"] for r in done]
+        hours = [r["points"][str(EPOCHS)]["train_seconds"] / 3600 for r in done]
         lines.append(f"| {est} ({BENCH_TAU[est]:g}) | {len(done)} of {len(SEEDS)} | "
                      f"{_mean_sd(train) if train else 'not run'} | {anchor.train:.2f} ± {anchor.train_sd:.2f} | "
                      f"{verdict(train, anchor.train, anchor.train_sd)} | {_mean_sd(test) if test else 'not run'} | "
-                     f"{anchor.test:.2f} | {verdict(test, anchor.test, anchor.train_sd)} |")
+                     f"{anchor.test:.2f} | {verdict(test, anchor.test, anchor.train_sd)} | "
+                     f"{f'{statistics.mean(hours):.2f} h' if hours else '-'} |")
     lines += ["", "Learning curve, test -ELBO (mean over the seeds measured at that epoch; the anchor's is "
               "ST-GS's 10-seed mean):", "",
               "| epochs | anchor, ST-GS | " + " | ".join(f"ours, {e}" for e in ESTIMATORS) + " |",
