@@ -43,11 +43,16 @@ EVERY_PART = ""  # params.NAME, kept as [params.""] until resolved: every part t
 
 @dataclass
 class TauConfig:
-    """Initial temperature and the bounds every update is clamped into (None: the preset's)."""
+    """Initial temperature and the bounds every update is clamped into (None: the preset's).
+
+    ``members``: each member's own initial temperature, inside the bounds (PBT and halving start members
+    apart); None starts every member at ``initial``, which the per-step contexts keep reporting.
+    """
 
     initial: float | None = None
     min: float | None = None
     max: float | None = None
+    members: list[float] | None = None
 
 
 @dataclass
@@ -272,9 +277,13 @@ def resolve(config: RunConfig, registry: PartRegistry) -> RunConfig:
             initial=config.tau.initial if config.tau.initial is not None else preset.tau_initial,
             min=config.tau.min if config.tau.min is not None else preset.tau_min,
             max=config.tau.max if config.tau.max is not None else preset.tau_max,
+            members=config.tau.members,
         ),
         performance=dataclasses.replace(config.performance),
     )
+    if c.tau.members is None and preset.tau_members is not None:
+        assert c.tau.min is not None and c.tau.max is not None
+        c.tau.members = preset.tau_members(members, c.tau.min, c.tau.max)
     _validate(c)
     parts = preset_parts(c, registry)
     c.params = _resolve_params(preset, parts, config.params)
@@ -381,6 +390,14 @@ def _validate(c: RunConfig) -> None:
             raise UserError(f"{name} must be a positive number, got {value}")
     if c.tau.min >= c.tau.max:
         raise UserError(f"tau.min ({c.tau.min}) must be smaller than tau.max ({c.tau.max})")
+    if c.tau.members is not None:
+        if len(c.tau.members) != c.members:
+            raise UserError(f"tau.members lists {len(c.tau.members)} temperatures for {c.members} members")
+        c.tau.members = [float(t) for t in c.tau.members]
+        outside = [(i, t) for i, t in enumerate(c.tau.members, start=1) if not c.tau.min <= t <= c.tau.max]
+        if outside:
+            raise UserError(f"tau.members gives member {outside[0][0]} tau {outside[0][1]}, outside "
+                            f"[tau.min, tau.max] = [{c.tau.min}, {c.tau.max}]")
     if c.device not in DEVICES:
         raise UserError(f"device must be one of {', '.join(DEVICES)}, got '{c.device}'")
     perf = c.performance

@@ -7,9 +7,13 @@ its slice; the processes meet twice an epoch:
 
 - ``gather``: every member's mean training and selection losses, exactly (pickled Python floats are
   float64), and the noise-generator states of the members, which process 0 writes into state.pt;
-- ``share``: the process that trains the best member broadcasts its weights and optimizer state, one
-  flat buffer per dtype. On GPUs the buffers travel on the device (NCCL sends no CPU tensor), Adam's
-  ``step`` included, and go back to the CPU where the optimizer keeps them.
+- ``share``: for each member the epoch's plan copies from (under Algorithm 1, the best), the process
+  that trains it broadcasts its weights and optimizer state once, one flat buffer per dtype, and every
+  process gives them to the copying members it trains (a copy within one process sends nothing). On
+  GPUs the buffers travel on the device (NCCL sends no CPU tensor), Adam's ``step`` included, and go
+  back to the CPU where the optimizer keeps them.
+- ``collect``: when members hold different states (PBT, halving), process 0, which writes state.pt
+  and best.pt, receives the state of each one that no member it trains holds.
 
 Selection, feedback and schedules run in every process on plain numbers, so they agree without
 messages, and a member's numbers do not depend on which process trains it (its noise generator is
@@ -48,7 +52,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing
 
-from tempsched.engine import Member, copy_member_state
+from tempsched.engine import Member, copy_member_state, spread_out
 from tempsched.errors import UserError, describe_exception
 from tempsched.orphans import die_with_parent
 
@@ -419,34 +423,56 @@ class Spread:
     def check(self) -> None:
         self.group.check()
 
-    def gather(self, members: Sequence[Member], train_losses: list[float],
+    def gather(self, members: Sequence[Member], trained: Sequence[int], train_losses: list[float],
                losses: list[float]) -> tuple[list[float], list[float]]:
-        own = [(k, train, loss, members[k].noise()) for k, train, loss in zip(self.mine, train_losses, losses,
+        own = [(k, train, loss, members[k].noise()) for k, train, loss in zip(trained, train_losses, losses,
                                                                              strict=True)]
-        every_train, every_loss = [math.nan] * len(members), [math.nan] * len(members)
-        for part in self.group.all_gather(own):
-            for k, train, loss, noise in part:
-                every_train[k], every_loss[k] = train, loss
-                if not self.owns(k):
-                    members[k].noise_state = noise
-        return every_train, every_loss
+        every = [item for part in self.group.all_gather(own) for item in part]
+        for k, _, _, noise in every:
+            if not self.owns(k):
+                members[k].noise_state = noise
+        at = [k for k, *_ in every]
+        return (spread_out(len(members), at, [train for _, train, _, _ in every]),
+                spread_out(len(members), at, [loss for _, _, loss, _ in every]))
 
-    def share(self, members: Sequence[Member], best: int) -> None:
-        mine = [members[k] for k in self.mine]
-        owner = self.owner(best)
-        if self.group.rank == owner:
-            source = members[best]
-            layout, tensors = _member_state(source)
-            self.group.collective("sending the best member", lambda: dist.broadcast_object_list([layout], src=owner))
-            self._broadcast(layout, tensors, owner, _device_of(source))
-        else:
-            source = mine[0]
-            box: list[Any] = [None]
-            self.group.collective("receiving the best member", lambda: dist.broadcast_object_list(box, src=owner))
-            _load_member_state(source, box[0], self._broadcast(box[0], None, owner, _device_of(source)))
-        for m in mine:
-            if m is not source:
-                copy_member_state(source, m)
+    def share(self, members: Sequence[Member], copies: Sequence[tuple[int, int]]) -> None:
+        targets: dict[int, list[int]] = {}
+        for dst, src in copies:
+            targets.setdefault(src, []).append(dst)
+        for src, dsts in sorted(targets.items()):
+            owner, mine = self.owner(src), [members[k] for k in dsts if self.owns(k)]
+            if all(self.owner(k) == owner for k in dsts):  # nothing to send: the copies stay in one process
+                for m in mine:
+                    copy_member_state(members[src], m)
+                continue
+            if self.group.rank == owner:
+                source = members[src]
+                layout, tensors = _member_state(source)
+                self.group.collective("sending a member", lambda: dist.broadcast_object_list([layout], src=owner))
+                self._broadcast(layout, tensors, owner, _device_of(source))
+            else:
+                box: list[Any] = [None]
+                self.group.collective("receiving a member", lambda: dist.broadcast_object_list(box, src=owner))
+                received = self._broadcast(box[0], None, owner, _device_of(members[self.mine[0]]))
+                if not mine:
+                    continue  # every process takes part in a broadcast, also one that keeps nothing of it
+                source = mine[0]
+                _load_member_state(source, box[0], received)
+            for m in mine:
+                if m is not source:
+                    copy_member_state(source, m)
+
+    def collect(self, members: Sequence[Member], groups: dict[int, list[int]]) -> None:
+        for m in members:
+            m.fetched = None
+        for src, group in sorted(groups.items()):
+            if any(self.owner(k) == 0 for k in group):
+                continue  # process 0 trains a member that holds this state
+            owner = self.owner(src)
+            box: list[Any] = [_on_cpu(members[src].weights()) if self.group.rank == owner else None]
+            self.group.collective("sending a member to process 0", lambda: dist.broadcast_object_list(box, src=owner))
+            if self.group.leads:
+                members[src].fetched = box[0]
 
     def _broadcast(self, layout: _Layout, tensors: list[torch.Tensor] | None, src: int,
                    device: torch.device) -> list[torch.Tensor]:
@@ -464,6 +490,17 @@ class Spread:
             for i, piece in zip(places, flat.split(sizes), strict=True):
                 out[i] = piece.view(layout.slots[i].shape)
         return out
+
+
+def _on_cpu(value: Any) -> Any:
+    """``value`` (state dicts) with every tensor copied to the CPU, where process 0 writes checkpoints from."""
+    if torch.is_tensor(value):
+        return value.detach().cpu().clone()
+    if isinstance(value, dict):
+        return {k: _on_cpu(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_on_cpu(v) for v in value)
+    return value
 
 
 def _device_of(member: Member) -> torch.device:

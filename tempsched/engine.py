@@ -1,10 +1,13 @@
 """The population and one epoch of the paper's Algorithm 1, generic over the task and the parts.
 
-Per epoch: every member trains on the same batches at its own temperature; each member's selection
-loss is computed; the selection policy names the best; the feedback rule turns each loss gap into a
-temperature change; each member's schedule takes its epoch step; the results are clamped; then every
+Per epoch: every member still training trains on the same batches at its own temperature; each
+member's selection loss is computed; the selection policy names the best; the feedback rule turns each
+loss gap into a temperature change; each member's schedule takes its epoch step; the results are
+clamped. Then the policy makes the epoch's plan from a read-only view of the population
+(``parts.PopulationView``): each member keeps its state, copies another's (with or without its
+temperature) or retires; the engine checks the plan and carries it out. Algorithm 1's plan, every
 member takes the best member's weights and optimizer state while keeping its own temperature,
-schedule and feedback state.
+schedule and feedback state, is the default one; PBT and successive halving are others.
 
 A member whose training or selection loss is not finite has diverged: the engine leaves it out of
 selection (the policy sees finite losses only) and out of feedback (a rule never sees a NaN), and it
@@ -12,8 +15,12 @@ goes on from the chosen member's weights, optimizer state and temperature with a
 its schedule goes on. If every member diverged there is nothing good to go on from, and the epoch ends
 in ``Diverged`` before anything is shared or saved.
 
+A retired member costs nothing afterwards: it is not trained or evaluated and writes no row after
+its retirement row; nothing is copied from it.
+
 The members may be spread over processes (``tempsched.distributed``): each process then trains a slice
-of them, and a ``Placement`` says which, gathers the epoch's losses and sends the best member's state.
+of them, and a ``Placement`` says which, gathers the epoch's losses and carries out the plan's copies
+(each source's state sent once, by the process that trains it).
 Every process keeps every member's temperature, schedule and feedback state, so selection and feedback
 run the same everywhere; only models, optimizers and noise generators live with the member's process.
 """
@@ -21,8 +28,10 @@ run the same everywhere; only models, optimizers and noise generators live with 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import numbers
+import random
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol, Sequence
@@ -31,7 +40,8 @@ import torch
 from torch import nn
 
 from tempsched.errors import PartError, UserError, describe_exception
-from tempsched.parts import EpochContext, FeedbackRule, Schedule, SelectionPolicy, StepContext
+from tempsched.parts import (Action, Copy, EpochContext, FeedbackRule, Keep, MemberView, PopulationView, Retire,
+                             Schedule, SelectionPolicy, StepContext)
 from tempsched.records import EpochRecord
 from tempsched.steppers import LoopStepper, Stepper
 from tempsched.task import Task
@@ -66,6 +76,17 @@ class Member:
     feedback_state: dict[str, Any] = field(default_factory=dict)
     steps: int = 0
     noise_state: torch.Tensor | None = None
+    alive: bool = True  # False once the plan retired it
+    # In process 0, when another process trains it: its weights and optimizer state after the last plan
+    # (``Placement.collect``), which state.pt and best.pt need.
+    fetched: dict[str, Any] | None = None
+
+    def weights(self) -> dict[str, Any]:
+        """The member's model and optimizer state dicts, wherever it trains (from process 0's view)."""
+        if self.model is not None and self.optimizer is not None:
+            return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict()}
+        assert self.fetched is not None, f"member {self.index} trains elsewhere and its state did not come here"
+        return self.fetched
 
     def noise(self) -> torch.Tensor:
         """The state of the member's noise generator, wherever the member trains."""
@@ -176,16 +197,24 @@ class Placement(Protocol):
         """Called after every batch: a process that stopped ends the run here, not an epoch later."""
         ...
 
-    def gather(self, members: Sequence[Member], train_losses: list[float],
+    def gather(self, members: Sequence[Member], trained: Sequence[int], train_losses: list[float],
                losses: list[float]) -> tuple[list[float], list[float]]:
-        """Every member's mean training and selection losses, from this process's (in member order).
+        """Every member's mean training and selection losses (NaN for a retired one), from those of the
+        members ``trained`` here (0-based, in order).
 
         Also leaves the noise-generator state of members trained elsewhere in their ``noise_state``.
         """
         ...
 
-    def share(self, members: Sequence[Member], best: int) -> None:
-        """Give every member this process trains the weights and optimizer state of member ``best``."""
+    def share(self, members: Sequence[Member], copies: Sequence[tuple[int, int]]) -> None:
+        """Carry out the plan's copies ``(dst, src)``: each member ``dst`` this process trains takes the
+        weights and optimizer state of member ``src``. Sources keep their own state this epoch."""
+        ...
+
+    def collect(self, members: Sequence[Member], groups: dict[int, list[int]]) -> None:
+        """Make process 0 hold the state of each group's source (``groups``: source -> the members that
+        hold its state), for state.pt and best.pt: fetched into ``Member.fetched`` when no member of the
+        group trains there."""
         ...
 
 
@@ -198,22 +227,33 @@ class Alone:
     def check(self) -> None:
         pass
 
-    def gather(self, members: Sequence[Member], train_losses: list[float],
+    def gather(self, members: Sequence[Member], trained: Sequence[int], train_losses: list[float],
                losses: list[float]) -> tuple[list[float], list[float]]:
-        return train_losses, losses
+        return spread_out(len(members), trained, train_losses), spread_out(len(members), trained, losses)
 
-    def share(self, members: Sequence[Member], best: int) -> None:
-        for k, m in enumerate(members):
-            if k != best:
-                copy_member_state(members[best], m)
+    def share(self, members: Sequence[Member], copies: Sequence[tuple[int, int]]) -> None:
+        for dst, src in copies:
+            copy_member_state(members[src], members[dst])
+
+    def collect(self, members: Sequence[Member], groups: dict[int, list[int]]) -> None:
+        pass
+
+
+def spread_out(n: int, at: Sequence[int], values: Sequence[float]) -> list[float]:
+    """A list of ``n`` values, ``values`` at the places ``at`` and NaN elsewhere (retired members)."""
+    out = [math.nan] * n
+    for k, value in zip(at, values, strict=True):
+        out[k] = value
+    return out
 
 
 class Population:
-    """n members trained side by side; ``run_epoch`` is one pass of Algorithm 1."""
+    """n members trained side by side; ``run_epoch`` is one pass of Algorithm 1, its last step a plan."""
 
     def __init__(self, task: Task, members: Sequence[Member], feedback: FeedbackRule, selection: SelectionPolicy,
                  tau: TauBounds, epochs: int, select_on: str = "val", stepper: Stepper | None = None,
-                 on_batch: BatchCallback | None = None, placement: Placement | None = None) -> None:
+                 on_batch: BatchCallback | None = None, placement: Placement | None = None,
+                 plan_seed: int = 0) -> None:
         self.task = task
         self.stepper = stepper or LoopStepper(task)
         self.members = list(members)  # all of them, in every process
@@ -226,35 +266,52 @@ class Population:
         self.select_on = select_on
         self.on_batch = on_batch
         self.epoch = 0  # epochs completed
+        self.rng = random.Random(plan_seed)  # the plans' randomness, saved with the state
+        self.history: list[PopulationView] = []  # the view of each completed epoch
+        # Who holds whose state after the last plan: source -> the members that hold it (source included).
+        self.groups: dict[int, list[int]] = {k: [k] for k in range(len(self.members))}
 
     def run_epoch(self) -> EpochRecord:
-        """Algorithm 1, one epoch: train, measure, select, adjust temperatures, share the best state."""
+        """Algorithm 1, one epoch: train, measure, select, adjust temperatures, then make and carry out the plan."""
         timer = _Timer()
         tau_used = [m.tau for m in self.members]
-        own_train_losses = self._train(timer)
-        own_losses = timer.time("eval", lambda: self._selection_losses(own_train_losses))
-        train_losses, losses = self.placement.gather(self.members, own_train_losses, own_losses)
-        diverged = [not (math.isfinite(t) and math.isfinite(v)) for t, v in zip(train_losses, losses, strict=True)]
+        trained = [k for k, m in enumerate(self.members) if m.alive and self.placement.owns(k)]
+        own_train_losses = self._train(timer, [self.members[k] for k in trained])
+        own_losses = timer.time("eval", lambda: self._selection_losses(
+            own_train_losses, [self.members[k] for k in trained]))
+        train_losses, losses = self.placement.gather(self.members, trained, own_train_losses, own_losses)
+        diverged = [m.alive and not (math.isfinite(t) and math.isfinite(v))
+                    for m, t, v in zip(self.members, train_losses, losses, strict=True)]
         best = self._select(losses, diverged)
         tau_best = self.members[best].tau  # where the chosen weights ended the epoch; diverged members restart here
-        rows = [self._adjust(k, m, tau_used[k], train_losses[k], losses, best, tau_best if diverged[k] else None)
-                for k, m in enumerate(self.members)]
-        self.placement.share(self.members, best)
+        rows = {k: self._adjust(k, m, tau_used[k], train_losses[k], losses, best, tau_best if diverged[k] else None)
+                for k, m in enumerate(self.members) if m.alive}
+        view = PopulationView(self.epoch, self.epochs, best, self.tau.min, self.tau.max, tuple(
+            MemberView(m.index, m.strategy, losses[k], train_losses[k], tau_used[k], m.tau, m.steps, m.alive)
+            for k, m in enumerate(self.members)), tuple(self.history))
+        plan = self._plan(view, diverged)
+        copies = self._carry_out(plan, view, rows)
+        self.placement.share(self.members, copies)
+        self.placement.collect(self.members, self.groups)
+        self.history.append(dataclasses.replace(view, history=()))
         self.epoch += 1
-        return EpochRecord(epoch=self.epoch - 1, epochs=self.epochs, best=best, rows=rows, **timer.seconds())
+        return EpochRecord(epoch=self.epoch - 1, epochs=self.epochs, best=best, rows=list(rows.values()),
+                           **timer.seconds())
 
-    def _train(self, timer: _Timer) -> list[float]:
-        """The members trained here take a step on each of the epoch's batches (the same batches for all);
-        every member's step count and per-step temperature advance in every process. Returns the mean
+    def _train(self, timer: _Timer, trained: list[Member]) -> list[float]:
+        """The members ``trained`` here take a step on each of the epoch's batches (the same batches for all);
+        every live member's step count and per-step temperature advance in every process. Returns the mean
         training loss of each member trained here."""
-        sums = [0.0] * len(self.local)
+        sums = [0.0] * len(trained)
         batches = 0
         for batch in self.task.batches(self.epoch):  # preparing a batch counts as engine time
-            step_losses = timer.time("train", lambda: self.stepper(self.local, batch))
+            step_losses = timer.time("train", lambda: self.stepper(trained, batch)) if trained else []
             batches += 1
             for k, loss in enumerate(step_losses):
                 sums[k] += loss
             for m in self.members:
+                if not m.alive:
+                    continue
                 m.steps += 1
                 if m.schedule.per_step:
                     ctx = StepContext(m.index, self.epoch, m.steps, self.epochs, *self._tau_settings())
@@ -264,21 +321,90 @@ class Population:
                 self.on_batch(batches)
         return [s / max(batches, 1) for s in sums]
 
-    def _selection_losses(self, train_losses: list[float]) -> list[float]:
+    def _selection_losses(self, train_losses: list[float], trained: list[Member]) -> list[float]:
         """The selection loss of each member trained here."""
         if self.select_on == "train":
             return train_losses
-        return [self.task.evaluate(m.model, m.tau, self.select_on) for m in self.local]
+        return [self.task.evaluate(m.model, m.tau, self.select_on) for m in trained]
 
     def _select(self, losses: list[float], diverged: list[bool]) -> int:
-        """The chosen member (0-based): the selection policy picks among the members that did not diverge."""
-        candidates = [k for k, bad in enumerate(diverged) if not bad]
+        """The chosen member (0-based): the selection policy picks among the live members that did not diverge."""
+        candidates = [k for k, m in enumerate(self.members) if m.alive and not diverged[k]]
         if not candidates:
             raise Diverged(self.epoch)
         pick = _call(self.selection, "choose", [losses[k] for k in candidates])
         if not isinstance(pick, numbers.Integral) or isinstance(pick, bool) or not 0 <= pick < len(candidates):
             raise PartError(self.selection, "choose", f"returned {pick!r}, not a member index 0..{len(candidates) - 1}")
         return candidates[int(pick)]
+
+    def _plan(self, view: PopulationView, diverged: list[bool]) -> list[Action]:
+        """The policy's plan for ``view``, checked; a diverged member told to keep is reset from the best."""
+        made = _call(self.selection, "plan", view, self.rng)
+        try:
+            plan = list(made)
+        except TypeError:
+            raise PartError(self.selection, "plan", f"returned {made!r}, not a list of actions") from None
+        n = len(self.members)
+        if len(plan) != n:
+            raise PartError(self.selection, "plan", f"returned {len(plan)} actions for {n} members")
+        for k, action in enumerate(plan):
+            if not isinstance(action, (Keep, Copy, Retire)):
+                raise PartError(self.selection, "plan", f"gave member {k + 1} {action!r}, not Keep, Copy or Retire")
+            if not self.members[k].alive:
+                if isinstance(action, Copy):
+                    raise PartError(self.selection, "plan", f"copies into member {k + 1}, which is retired")
+                plan[k] = Keep()
+            elif k == view.best and not isinstance(action, Keep):
+                raise PartError(self.selection, "plan", f"does not keep member {k + 1}, the epoch's best")
+            elif isinstance(action, Copy):
+                self._check_copy(k, action, plan, diverged)
+            elif isinstance(action, Keep) and diverged[k]:
+                plan[k] = Copy(view.best)
+        return plan
+
+    def _check_copy(self, k: int, action: Copy, plan: list[Action], diverged: list[bool]) -> None:
+        """A copy reads its source as the epoch left it, so the source must keep its own live, finite state."""
+        j = action.source
+        if not isinstance(j, numbers.Integral) or isinstance(j, bool) or not 0 <= j < len(self.members) or j == k:
+            raise PartError(self.selection, "plan", f"copies member {k + 1} from {j!r}, not another member's index")
+        if not self.members[j].alive or diverged[j] or not isinstance(plan[j], Keep):
+            raise PartError(self.selection, "plan", f"copies member {k + 1} from member {j + 1}, which is retired, "
+                                                    "diverged, or does not keep its own state this epoch")
+        if action.tau is not None:
+            _finite(self.selection, "plan", action.tau)
+
+    def _carry_out(self, plan: list[Action], view: PopulationView, rows: dict[int, dict[str, Any]]) -> list[tuple[int, int]]:
+        """Apply the plan's temperatures and retirements and note them in the rows; returns the copies
+        ``(dst, src)`` for the placement.
+
+        The rows of an epoch whose plan is Algorithm 1's (every other member copies the best and keeps its
+        tau, nobody retires) stay as they always were; any other plan's rows say where each member's state
+        came from (``copied_from``: a member, or None for its own), the tau a copy set (``explored``) and
+        a retirement (``retired``).
+        """
+        usual = all(isinstance(a, Keep) if k == view.best or not self.members[k].alive else a == Copy(view.best)
+                    for k, a in enumerate(plan))
+        copies, self.groups = [], {}
+        for k, action in enumerate(plan):
+            m = self.members[k]
+            if not m.alive:
+                continue
+            row = rows[k]
+            if not usual:
+                row["copied_from"] = self.members[action.source].index if isinstance(action, Copy) else None
+            if isinstance(action, Retire):
+                m.alive = False
+                row["retired"] = True
+                continue
+            source = action.source if isinstance(action, Copy) else k
+            self.groups.setdefault(source, []).append(k)
+            if isinstance(action, Copy):
+                copies.append((k, source))
+                if action.tau is not None:
+                    m.tau = clamp(float(action.tau), self.tau.min, self.tau.max)
+                    m.feedback_state = {}  # it described how the member's old temperature fared
+                    row["tau_next"] = row["explored"] = m.tau
+        return copies
 
     def _adjust(self, k: int, m: Member, tau_used: float, train_loss: float, losses: list[float], best: int,
                 reset_to: float | None) -> dict[str, Any]:
@@ -309,11 +435,19 @@ class Population:
             row["reset"] = RESET_NONFINITE
         return row
 
-    def shared_model(self) -> nn.Module:
-        """The weights every member holds after an epoch (the best member's), from a member trained here."""
-        model = self.local[0].model
-        assert model is not None
-        return model
+    def model_state(self, k: int) -> dict[str, Any]:
+        """The weights member ``k`` holds after the last plan, in process 0 whichever process trains it."""
+        return self.members[self._holder(k)].weights()["model"]
+
+    def _holder(self, source: int) -> int:
+        """A member whose state this process can read that holds ``source``'s state after the last plan."""
+        group = self.groups.get(source, [source])
+        return next((k for k in group if self.members[k].model is not None), source)
+
+    def rows_per_epoch(self) -> list[int]:
+        """How many members wrote a row in each completed epoch (all of them where no view says otherwise)."""
+        counts = [sum(m.alive for m in view.members) for view in self.history]
+        return [len(self.members)] * (self.epoch - len(counts)) + counts
 
     def _tau_settings(self) -> tuple[float, float, float]:
         return self.tau.initial, self.tau.min, self.tau.max
@@ -322,40 +456,84 @@ class Population:
         return clamp(_finite(part, method, tau), self.tau.min, self.tau.max)
 
     def state_dict(self) -> dict[str, Any]:
-        """Everything needed to continue bit-exactly: weights, optimizers, generators, temperatures.
+        """Everything needed to continue bit-exactly: weights, optimizers, generators, temperatures, the
+        plans' generator and the views of the epochs so far.
 
-        After an epoch every member holds the best member's weights and optimizer state, so those
-        are stored once (``shared``); each member keeps only its own temperature state and noise.
+        Members that hold the same state after the last plan share one entry of ``weights`` (under
+        Algorithm 1's plan, all of them: the state is stored once); each member keeps only its own
+        temperature state and noise. A retired member's weights are not kept.
         """
         if self.epoch == 0:
-            raise RuntimeError("the population state is saved after an epoch, when members share weights")
-        first = self.local[0]
-        assert first.model is not None and first.optimizer is not None
+            raise RuntimeError("the population state is saved after an epoch, when the plan has been carried out")
+        sources = sorted(self.groups)
+        place = {k: i for i, j in enumerate(sources) for k in self.groups[j]}
         return {
             "epoch": self.epoch,
-            "shared": {"model": first.model.state_dict(), "optimizer": first.optimizer.state_dict()},
+            "weights": [{**self.members[self._holder(j)].weights(), "source": j} for j in sources],
             "members": [
                 {"index": m.index, "strategy": m.strategy, "tau": m.tau, "steps": m.steps,
-                 "feedback_state": dict(m.feedback_state), "generator": m.noise()}
-                for m in self.members
+                 "feedback_state": dict(m.feedback_state), "generator": m.noise(), "alive": m.alive,
+                 "weights": place.get(k)}
+                for k, m in enumerate(self.members)
             ],
+            "rng": self.rng.getstate(),
+            "history": [_view_state(view) for view in self.history],
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore a state written by ``state_dict``; the caller checks it matches the configuration.
 
         The state does not depend on how many processes wrote it or read it: each process loads the
-        shared weights into the members it trains and keeps the others' noise state for its checkpoints.
+        weights into the members it trains and keeps the others' noise state for its checkpoints. A
+        state.pt written before plans existed (``shared``: one state for every member, no history) resumes
+        too: its runs used Algorithm 1's plan, which reads neither the history nor the generator.
         """
         self.epoch = int(state["epoch"])
-        for m, s in zip(self.members, state["members"], strict=True):
+        weights = state["weights"] if "weights" in state else [{**state["shared"], "source": 0}]
+        self.groups = {}
+        for k, (m, s) in enumerate(zip(self.members, state["members"], strict=True)):
             m.tau = float(s["tau"])
             m.steps = int(s["steps"])
             m.feedback_state = dict(s["feedback_state"])
+            m.alive = bool(s.get("alive", True))
+            place = s.get("weights", 0) if m.alive else None
+            if place is not None:
+                self.groups.setdefault(int(weights[place]["source"]), []).append(k)
             if m.model is None or m.optimizer is None or m.generator is None:
                 m.noise_state = s["generator"]
                 continue
-            m.model.load_state_dict(state["shared"]["model"])
-            # Optimizer.load_state_dict keeps the given tensors: each member needs its own copy.
-            m.optimizer.load_state_dict(copy.deepcopy(state["shared"]["optimizer"]))
             m.generator.set_state(s["generator"])
+            if place is not None:
+                m.model.load_state_dict(weights[place]["model"])
+                # Optimizer.load_state_dict keeps the given tensors: each member needs its own copy.
+                m.optimizer.load_state_dict(copy.deepcopy(weights[place]["optimizer"]))
+        by_source = {int(w["source"]): w for w in weights}
+        for j, m in enumerate(self.members):  # a group that no member here holds: process 0 keeps it from the file
+            local = any(self.members[k].model is not None for k in self.groups.get(j, []))
+            m.fetched = None if local or j not in self.groups else {
+                "model": by_source[j]["model"], "optimizer": by_source[j]["optimizer"]}
+        if "rng" in state:
+            self.rng.setstate(_rng_state(state["rng"]))
+        self.history = [_view_from_state(v, self.epochs) for v in state.get("history", [])]
+
+
+# What a completed epoch's view keeps in state.pt besides its members: not ``epochs``, the planned total,
+# which a resume may raise (the restored views take the run's), so that state.pt does not depend on it.
+_VIEW_FIELDS = ("epoch", "best", "tau_min", "tau_max")
+
+
+def _view_state(view: PopulationView) -> dict[str, Any]:
+    """A completed epoch's view as plain values, for state.pt."""
+    return {**{name: getattr(view, name) for name in _VIEW_FIELDS},
+            "members": [dataclasses.asdict(m) for m in view.members]}
+
+
+def _view_from_state(state: dict[str, Any], epochs: int) -> PopulationView:
+    members = tuple(MemberView(**m) for m in state["members"])
+    return PopulationView(**{name: state[name] for name in _VIEW_FIELDS}, epochs=epochs, members=members)
+
+
+def _rng_state(state: Any) -> tuple[Any, ...]:
+    """``random.Random.getstate()`` as torch.load gives it back (its tuples may come back as lists)."""
+    version, internal, gauss = state
+    return int(version), tuple(int(x) for x in internal), gauss

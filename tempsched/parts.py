@@ -10,6 +10,7 @@ preset picks parts and may override their defaults; it never re-declares their p
 from __future__ import annotations
 
 import math
+import random
 from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar, Mapping, MutableMapping, Sequence
 
@@ -137,24 +138,116 @@ class FeedbackRule(Part):
         raise NotImplementedError
 
 
+@dataclass(frozen=True)
+class MemberView:
+    """One member as the selection policy sees it at the end of an epoch (read-only)."""
+
+    member: int  # 1-based, as in the rows
+    strategy: str
+    loss: float  # the selection loss; NaN or inf when the member diverged (or is retired)
+    train_loss: float
+    tau: float  # trained at in this epoch (at its start, for a per-step schedule)
+    tau_next: float  # after its schedule step and feedback: what it trains at next unless the plan changes it
+    steps: int
+    alive: bool  # trained in this epoch; a retired member stays in the view, with alive False
+
+    @property
+    def finite(self) -> bool:
+        """Whether both losses are finite numbers (a member that is not has diverged)."""
+        return math.isfinite(self.loss) and math.isfinite(self.train_loss)
+
+
+@dataclass(frozen=True)
+class PopulationView:
+    """The population at the end of an epoch, after feedback and schedules, before the plan (read-only).
+
+    ``best`` is the member ``SelectionPolicy.choose`` named (0-based): feedback measured every gap to it,
+    and it keeps its weights whatever the plan says of others. ``history`` holds the views of the earlier
+    epochs, oldest first (each with an empty history of its own); a resumed run restores it from state.pt.
+    """
+
+    epoch: int  # 0-based epoch that just finished
+    epochs: int  # the run's planned total
+    best: int
+    tau_min: float
+    tau_max: float
+    members: tuple[MemberView, ...]
+    history: tuple["PopulationView", ...] = ()
+
+    def alive(self) -> list[int]:
+        """The members (0-based) that trained in this epoch."""
+        return [k for k, m in enumerate(self.members) if m.alive]
+
+    def ranked(self) -> list[int]:
+        """The members that trained in this epoch, best first: by selection loss, ties by index, and every
+        member whose loss is not finite last (by index), so a NaN never ranks high."""
+        return sorted(self.alive(), key=lambda k: (not self.members[k].finite,
+                                                   self.members[k].loss if self.members[k].finite else 0.0, k))
+
+
+@dataclass(frozen=True)
+class Keep:
+    """The member goes on with its own weights, optimizer state and temperature."""
+
+
+@dataclass(frozen=True)
+class Copy:
+    """The member takes member ``source``'s (0-based) weights and optimizer state.
+
+    ``tau`` None keeps the member's own temperature (Algorithm 1: every member copies the best and keeps
+    its tau); a number is the temperature it trains at next (PBT's exploit, the source's ``tau_next``,
+    and its explore step, that tau perturbed), clamped into the bounds. The member keeps its own noise
+    generator and schedule; a member that takes a temperature starts a fresh feedback state, since the
+    state it had described how its old temperature fared.
+    """
+
+    source: int
+    tau: float | None = None
+
+
+@dataclass(frozen=True)
+class Retire:
+    """The member stops: it is not trained, evaluated or copied from again and writes no row after this one."""
+
+
+Action = Keep | Copy | Retire
+
+
 class SelectionPolicy(Part):
-    """Names the member whose weights and optimizer state every other member takes."""
+    """Names the epoch's best member (``choose``) and decides what every member does next (``plan``).
+
+    A policy that overrides only ``choose`` gets Algorithm 1's plan: every other member copies the best
+    and keeps its own temperature. ``plan`` may keep, copy or retire each member; any randomness it
+    needs comes from ``rng``, which the engine seeds from the run seed and saves in state.pt, so a
+    resumed run draws what an uninterrupted one would.
+    """
 
     def choose(self, losses: Sequence[float]) -> int:
-        """Index (0-based) into ``losses`` of the chosen member.
+        """Index (0-based) into ``losses`` of the chosen member; by default the smallest, ties to the lowest index.
 
-        ``losses`` holds the finite selection losses only, in member order: the engine leaves out the
-        members that diverged (non-finite training or selection loss), so a NaN can never win. When none
-        diverged, the index is the member's.
+        ``losses`` holds the finite selection losses of the members still training, in member order:
+        the engine leaves out the members that diverged (non-finite training or selection loss) and
+        those that retired, so a NaN can never win. When none is left out, the index is the member's.
         """
-        raise NotImplementedError
+        return min(range(len(losses)), key=lambda k: (losses[k], k))
+
+    def plan(self, view: PopulationView, rng: random.Random) -> Sequence[Action]:
+        """One action per member of ``view.members`` (retired ones: ``Keep()`` or ``Retire()``, both a no-op).
+
+        The engine refuses, naming the policy, a plan that copies from a member that does not keep
+        its own weights this epoch (one that copies, retires, is retired or diverged), copies a member
+        from itself, or does not keep the best. A member that diverged and is told to keep is reset
+        from the best instead (it has nothing of its own to keep).
+        """
+        return [Keep() if k == view.best or not m.alive else Copy(view.best) for k, m in enumerate(view.members)]
 
 
 @dataclass(frozen=True)
 class Preset:
     """A complete recipe, picked with ``--plugin NAME``: which parts, how many members, tau settings.
 
-    ``assign(n)`` gives the schedule name of each of the ``n`` members. ``defaults`` overrides the
+    ``assign(n)`` gives the schedule name of each of the ``n`` members; ``tau_members(n, tau_min, tau_max)``,
+    where given, their initial temperatures (``tau.members`` in the configuration overrides it). ``defaults`` overrides the
     defaults the parts declare (``NAME`` for every part of the preset that takes it, ``PART.NAME``
     for one part; ``task_options.NAME`` for the task). ``tune`` adds or changes search ranges by
     dotted configuration key (``tau.min``, ``params.patience.patience``). ``select_on`` is the loss
@@ -174,3 +267,12 @@ class Preset:
     defaults: Mapping[str, Value] = field(default_factory=dict)
     tune: Mapping[str, Range] = field(default_factory=dict)
     select_on: str | None = None
+    tau_members: Callable[[int, float, float], list[float]] | None = None  # (n, tau_min, tau_max) -> initial taus
+
+
+def log_spaced(n: int, low: float, high: float) -> list[float]:
+    """``n`` temperatures log-evenly spaced over [low, high], both ends included (one member: their geometric
+    mean): the start a preset gives a population that should search the whole range."""
+    if n == 1:
+        return [math.sqrt(low * high)]
+    return [min(high, max(low, low * (high / low) ** (i / (n - 1)))) for i in range(n)]

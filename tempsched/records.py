@@ -34,9 +34,11 @@ class BatchProgress:
 
 
 # The engine's keys in a metrics row (docs/writing-plugins.md, "Metrics rows", says what each holds);
-# "reset" only in the row of a member that diverged, "nonfinite" only in metrics.jsonl lines with a NaN.
+# "reset" only in the row of a member that diverged, "nonfinite" only in metrics.jsonl lines with a NaN;
+# "copied_from", "explored" and "retired" only in the rows of an epoch whose plan was not Algorithm 1's.
 ROW_KEYS = ("epoch", "member", "strategy", "tau", "tau_end", "train_loss", "loss", "best", "feedback",
-            "delta_tau", "tau_strategy", "tau_next", "steps", "reset", "nonfinite")
+            "delta_tau", "tau_strategy", "tau_next", "steps", "reset", "copied_from", "explored", "retired",
+            "nonfinite")
 
 
 def feedback_of(row: dict[str, Any]) -> dict[str, Any]:
@@ -58,7 +60,7 @@ class EpochRecord:
     epoch: int  # 0-based
     epochs: int  # planned total
     best: int  # 0-based index of the chosen member
-    rows: list[dict[str, Any]]
+    rows: list[dict[str, Any]]  # one per member that trained in the epoch (retired members write none)
     train_seconds: float  # members' training passes
     eval_seconds: float  # members' selection-loss passes
     engine_seconds: float  # batch preparation, selection, feedback, schedule steps, weight and optimizer copies
@@ -66,7 +68,7 @@ class EpochRecord:
 
     @property
     def best_row(self) -> dict[str, Any]:
-        return self.rows[self.best]
+        return next(row for row in self.rows if row["best"])
 
 
 @dataclass(frozen=True)
@@ -87,3 +89,4 @@ class RunSummary:
     extra: dict[str, Any] = field(default_factory=dict)
     hardware: str = ""  # what trained it, as detected (GPU name, or CPU model and threads): figures name it
     platform: str = ""  # hardware.platform_tag: device kind and torch version, the suffix of a cached run's name
+    member_epochs: int = 0  # epochs trained, summed over the members (a retired member stops counting)

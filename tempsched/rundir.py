@@ -20,7 +20,7 @@ import tempfile
 import zipfile
 from collections import Counter
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import torch
 
@@ -433,19 +433,21 @@ class RunDir:
         """The rows of metrics.jsonl, non-finite values restored."""
         return [row for _, row in self._metric_lines()[1]]
 
-    def rewind_metrics(self, epochs_done: int, members: int) -> None:
+    def rewind_metrics(self, epochs_done: int, members: int | Sequence[int]) -> None:
         """Check metrics.jsonl holds the rows of the ``epochs_done`` epochs state.pt includes, and drop
-        later rows (written before a kill that came ahead of the state's save).
+        later rows (written before a kill that came ahead of the state's save). ``members``: the rows of
+        each epoch (one count per epoch where members retired), or of every epoch.
 
         Nothing is written unless every check passes.
         """
         data, lines = self._metric_lines()
         counts = Counter(row["epoch"] for _, row in lines)
         path = self.file(METRICS)
+        expected = [members] * epochs_done if isinstance(members, int) else list(members)
         for epoch in range(epochs_done):
-            if counts[epoch] != members:
+            if counts[epoch] != expected[epoch]:
                 raise UserError(f"{path} holds {counts[epoch]} rows of epoch {epoch + 1}, which {STATE} includes, "
-                                f"instead of {members}: the two files are not from the same run")
+                                f"instead of {expected[epoch]}: the two files are not from the same run")
         last = max(counts, default=-1)
         if last > epochs_done:
             raise UserError(f"{path} holds rows up to epoch {last + 1} but {STATE} stops after epoch {epochs_done}: "

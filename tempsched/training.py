@@ -28,7 +28,7 @@ from tempsched.plugins import PluginManager
 from tempsched.steppers import choose_stepper
 from tempsched.records import BatchProgress, EpochRecord, RunInfo, RunSummary
 from tempsched.task import Task, TaskEnv
-from tempsched.trajectories import POLICY, plot_trajectories, write_policy
+from tempsched.trajectories import LINEAGE, POLICY, plot_trajectories, write_policy
 
 EpochCallback = Callable[[EpochRecord], None]
 
@@ -112,7 +112,8 @@ def build(config: RunConfig, manager: PluginManager, group: Group | None = None)
     members = []
     for i, strategy in enumerate(config.schedules, start=1):
         schedule = build_part(manager, "schedules", strategy, config.part_params(strategy))
-        tau = min(max(config.tau.initial, config.tau.min), config.tau.max)
+        start = config.tau.members[i - 1] if config.tau.members is not None else config.tau.initial
+        tau = min(max(start, config.tau.min), config.tau.max)
         if i - 1 not in own:
             members.append(Member(i, strategy, schedule, None, None, None, tau))  # another process trains it
             continue
@@ -127,7 +128,7 @@ def build(config: RunConfig, manager: PluginManager, group: Group | None = None)
     population = Population(task, members, feedback, selection,
                             TauBounds(config.tau.initial, config.tau.min, config.tau.max), config.epochs,
                             config.select_on, choose_stepper(config.performance.backend, task),
-                            placement=placement)
+                            placement=placement, plan_seed=_seed(config, 0, 2))
     return Built(task, population, group)
 
 
@@ -204,7 +205,7 @@ def _load_state(run: rd.RunDir, built: Built, config: RunConfig) -> tuple[float,
         if not config.tau.min <= m.tau <= config.tau.max:
             raise UserError(f"{path} is corrupt: member {m.index}'s tau {m.tau:g} lies outside "
                             f"[{config.tau.min:g}, {config.tau.max:g}]; start a new run")
-    run.rewind_metrics(pop.epoch, len(pop.members))
+    run.rewind_metrics(pop.epoch, pop.rows_per_epoch())
     if built.group is not None:
         built.group.publish(state["population"])  # the other processes may not even see this folder
     return totals
@@ -273,14 +274,14 @@ def _train(run: rd.RunDir, built: Built, config: RunConfig, manager: PluginManag
             rd.save_torch(run.file(rd.BEST), {
                 "format": rd.BEST_FORMAT, "epoch": record.epoch, "member": epoch_best["member"],
                 "strategy": epoch_best["strategy"], "tau": epoch_best["tau_end"], "loss": best_loss,
-                "model": pop.shared_model().state_dict(), **identity,  # the winner's weights; its tau is its own
+                "model": pop.model_state(record.best), **identity,  # the winner's weights; its tau is its own
             })
         rd.save_torch(run.file(rd.STATE), {
             "format": rd.STATE_FORMAT, "population": pop.state_dict(), "best_loss": best_loss,
             "best_epoch": best_epoch, "train_seconds": train_seconds,
             "wall_seconds": wall_before + time.perf_counter() - started, **identity,
         })
-        write_policy(run.path, run.read_metrics())  # after state.pt: a failed first epoch leaves no stray file
+        write_policy(run.path, run.read_metrics())  # after state.pt: a failed first epoch leaves no stray files
         record = dataclasses.replace(record, save_seconds=time.perf_counter() - t_save)
         manager.notify("tempsched_epoch_end", record=record)
         if on_epoch is not None:
@@ -352,15 +353,17 @@ def finish(run: rd.RunDir, built: Built, config: RunConfig, train_seconds: float
     model = built.population.members[0].model
     tau = _load_best_weights(model, best, run.file(rd.BEST))
     metrics = built.task.test_metrics(model, tau)
+    rows = run.read_metrics()
     files = {"config": rd.CONFIG, "metrics": rd.METRICS, "best model": rd.BEST, "state": rd.STATE,
-             "policy": POLICY, "trajectories": plot_trajectories(run.path, run.read_metrics()),
+             "policy": POLICY, "lineage": LINEAGE, "trajectories": plot_trajectories(run.path, rows),
              **built.task.save_artifacts(model, tau, run.path), "summary": rd.SUMMARY}
     images = built.task.train_examples * config.epochs
     summary = RunSummary(
         run_dir=run.path, best_epoch=int(best["epoch"]), best_member=int(best["member"]),
         best_strategy=str(best["strategy"]), best_tau=tau, best_loss=float(best["loss"]), test_metrics=metrics,
         files=files, wall_seconds=wall, images_per_second_per_member=images / train_seconds if train_seconds else 0.0,
-        data=data_text, hardware=describe(str(built.task.device)), platform=platform_tag(str(built.task.device)))
+        data=data_text, hardware=describe(str(built.task.device)), platform=platform_tag(str(built.task.device)),
+        member_epochs=len(rows))  # one row per member and epoch it trained
     run.write_json(rd.SUMMARY, {k: (str(v) if isinstance(v, Path) else v) for k, v in summary.__dict__.items()})
     return summary
 

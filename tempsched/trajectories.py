@@ -1,9 +1,13 @@
-"""What a run's temperatures did: its policy (``policy.json``) and a picture of it (``trajectories.png``).
+"""What a run's temperatures did: its policy (``policy.json``), its lineage (``lineage.json``) and a
+picture of them (``trajectories.png``).
 
-The policy is the temperature each epoch's best member trained at, with that member and its strategy:
-the schedule the population discovered. The ``replay`` schedule plays it back on a single model, which
-separates "the right temperatures" from "selection among members". Both files are rebuilt from
-metrics.jsonl, so after a resume they cover the whole run, never an epoch the state does not include.
+The lineage says, epoch by epoch, whose state each member went on from (``copied_from`` in the rows;
+under Algorithm 1's plan, every member but the best went on from the best). The policy follows the last
+epoch's best member back through it: for each epoch, the temperature its ancestor trained at, with that
+member and its strategy: the schedule the population discovered. Under Algorithm 1 that ancestor is each
+epoch's best member. The ``replay`` schedule plays it back on a single model, which separates "the right
+temperatures" from "selection among members". The files are rebuilt from metrics.jsonl, so after a
+resume they cover the whole run, never an epoch the state does not include.
 """
 
 from __future__ import annotations
@@ -16,20 +20,63 @@ from typing import Any, Sequence
 from tempsched import rundir as rd
 from tempsched.errors import UserError
 
-POLICY, TRAJECTORIES = "policy.json", "trajectories.png"
-POLICY_FORMAT = "tempsched-policy-1"
+POLICY, LINEAGE, TRAJECTORIES = "policy.json", "lineage.json", "trajectories.png"
+POLICY_FORMAT, LINEAGE_FORMAT = "tempsched-policy-1", "tempsched-lineage-1"
+
+
+def copied_from(row: dict[str, Any], best: int) -> int:
+    """The member whose state the row's member went on from after the row's epoch (itself if it kept its
+    own); ``best``: the epoch's best member, whom every other member copies under Algorithm 1's plan, the
+    plan of every row without ``copied_from``."""
+    if "copied_from" in row:
+        return row["member"] if row["copied_from"] is None else row["copied_from"]
+    return row["member"] if row["best"] else best
+
+
+def _by_epoch(rows: Sequence[dict[str, Any]]) -> list[dict[int, dict[str, Any]]]:
+    """The rows of each epoch in order, by member."""
+    epochs: list[dict[int, dict[str, Any]]] = [{} for _ in range(1 + max((r["epoch"] for r in rows), default=-1))]
+    for r in rows:
+        epochs[r["epoch"]][r["member"]] = r
+    return epochs
+
+
+def _best_of(epoch: dict[int, dict[str, Any]]) -> int:
+    return next(member for member, row in epoch.items() if row["best"])
 
 
 def policy_from_rows(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One entry per epoch, in order: the best member's training temperature, index and strategy."""
-    best = sorted((r for r in rows if r.get("best")), key=lambda r: r["epoch"])
-    return [{"epoch": r["epoch"], "tau": r["tau"], "member": r["member"], "strategy": r["strategy"]} for r in best]
+    """One entry per epoch, in order: the temperature, index and strategy of the last epoch's best member's
+    ancestor in that epoch (under Algorithm 1, that epoch's best member)."""
+    epochs = _by_epoch(rows)
+    if not epochs:
+        return []
+    member, out = _best_of(epochs[-1]), []
+    for e in range(len(epochs) - 1, -1, -1):
+        if e < len(epochs) - 1:
+            member = copied_from(epochs[e][member], _best_of(epochs[e]))  # whose state it went on from
+        r = epochs[e][member]
+        out.append({"epoch": e, "tau": r["tau"], "member": member, "strategy": r["strategy"]})
+    return out[::-1]
+
+
+def lineage_from_rows(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """lineage.json's content: per epoch, whose state each member that did not keep its own took (``from``:
+    member -> source) and who retired; and the final best member's ancestors (the policy's members)."""
+    epochs = []
+    for e, epoch in enumerate(_by_epoch(rows)):
+        best = _best_of(epoch)
+        moved = {str(m): copied_from(r, best) for m, r in epoch.items() if copied_from(r, best) != m}
+        epochs.append({"epoch": e, "best": best, "from": moved,
+                       "retired": [m for m, r in epoch.items() if r.get("retired")]})
+    return {"format": LINEAGE_FORMAT, "epochs": epochs, "best_lineage": [p["member"] for p in policy_from_rows(rows)]}
 
 
 def write_policy(run_dir: Path, rows: Sequence[dict[str, Any]]) -> None:
-    """policy.json from the run's metrics rows, atomically (JSON floats read back bit for bit)."""
+    """policy.json and lineage.json from the run's metrics rows, atomically (JSON floats read back bit for bit)."""
     text = json.dumps({"format": POLICY_FORMAT, "epochs": policy_from_rows(rows)}, indent=1)
     rd.write_text(Path(run_dir) / POLICY, text + "\n")
+    rd.write_text(Path(run_dir) / LINEAGE, json.dumps(lineage_from_rows(rows), indent=1) + "\n")
 
 
 def read_policy(path: Path) -> list[dict[str, Any]]:
@@ -55,7 +102,8 @@ def read_policy(path: Path) -> list[dict[str, Any]]:
 
 
 def plot_trajectories(run_dir: Path, rows: Sequence[dict[str, Any]]) -> str:
-    """trajectories.png: each member's tau and selection loss per epoch, the best member marked; its name."""
+    """trajectories.png: each member's tau and selection loss per epoch, the best member marked, and where
+    a plan other than Algorithm 1's copied into a member (a triangle) or retired it (a cross); its name."""
     import matplotlib
 
     matplotlib.use("Agg")  # no display: runs go on servers and in tests
@@ -68,9 +116,15 @@ def plot_trajectories(run_dir: Path, rows: Sequence[dict[str, Any]]) -> str:
         ax_tau.plot([r["epoch"] for r in mine], [r["tau"] for r in mine], marker=".", label=label)
         ax_loss.plot([r["epoch"] for r in mine], [r["loss"] for r in mine], marker=".")
     best = sorted((r for r in rows if r.get("best")), key=lambda r: r["epoch"])
+    copies = [r for r in rows if r.get("copied_from") is not None]
+    retired = [r for r in rows if r.get("retired")]
     for ax, key in ((ax_tau, "tau"), (ax_loss, "loss")):
         ax.plot([r["epoch"] for r in best], [r[key] for r in best], linestyle="none", marker="*",
                 markersize=11, color="black", label="best member" if key == "tau" else None)
+        for marked, marker, label in ((copies, "v", "copied another"), (retired, "x", "retired")):
+            if marked:
+                ax.plot([r["epoch"] for r in marked], [r[key] for r in marked], linestyle="none", marker=marker,
+                        markersize=8, color="red", label=label if key == "tau" else None)
     taus = [r["tau"] for r in rows]
     if taus and min(taus) > 0 and max(taus) / min(taus) > 20:
         ax_tau.set_yscale("log")
