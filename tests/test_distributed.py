@@ -35,13 +35,15 @@ def _state(run: Path) -> dict[str, Any]:
 
 
 def _equal(a: Any, b: Any) -> bool:
-    """Nested checkpoint contents equal, tensors bit for bit."""
+    """Nested checkpoint contents equal, tensors bit for bit, NaN to NaN."""
     if torch.is_tensor(a):
         return torch.is_tensor(b) and a.dtype == b.dtype and torch.equal(a, b)
     if isinstance(a, dict):
         return isinstance(b, dict) and a.keys() == b.keys() and all(_equal(a[k], b[k]) for k in a)
     if isinstance(a, (list, tuple)):
         return type(a) is type(b) and len(a) == len(b) and all(_equal(x, y) for x, y in zip(a, b))
+    if isinstance(a, float) and a != a:  # a NaN (the saved loss of a diverged or retired member) equals a NaN
+        return isinstance(b, float) and b != b
     return a == b
 
 

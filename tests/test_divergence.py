@@ -139,9 +139,10 @@ def _rows(run: Path) -> list[dict[str, Any]]:
 def _finite_state(run: Path) -> bool:
     """Every weight and Adam tensor in the run's state.pt and best.pt is finite."""
     state = torch.load(run / "state.pt", weights_only=True)
-    shared = state["population"]["shared"]
-    tensors = list(shared["model"].values()) + list(torch.load(run / "best.pt", weights_only=True)["model"].values())
-    tensors += [t for entries in shared["optimizer"]["state"].values() for t in entries.values() if torch.is_tensor(t)]
+    tensors = list(torch.load(run / "best.pt", weights_only=True)["model"].values())
+    for held in state["population"]["weights"]:  # each distinct member state once
+        tensors += list(held["model"].values())
+        tensors += [t for entries in held["optimizer"]["state"].values() for t in entries.values() if torch.is_tensor(t)]
     return bool(tensors) and all(bool(torch.isfinite(t).all()) for t in tensors)
 
 
