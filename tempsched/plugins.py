@@ -32,6 +32,8 @@ DEFAULT_PLUGINS: dict[str, str] = {
     "paper-default": "tempsched_plugins.paper_default",
     "standard-annealing": "tempsched_plugins.standard_annealing",
     "replay": "tempsched_plugins.replay",
+    "pbt": "tempsched_plugins.pbt",
+    "halving": "tempsched_plugins.halving",
     "tensorboard": "tempsched_plugins.tensorboard",
 }
 

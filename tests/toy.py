@@ -15,7 +15,7 @@ from typing import Any, Iterator
 import torch
 from torch import nn
 
-from tempsched import Param, Preset, Range, TaskEnv, hookimpl
+from tempsched import Param, Preset, Range, TaskEnv, hookimpl, log_spaced
 from tempsched.config import layer
 from tempsched.plugins import PluginManager
 from tempsched.space import SearchSpace
@@ -94,6 +94,12 @@ def tempsched_register_presets(register: Any) -> None:
         feedback="patience", selection="min-loss", tau_initial=1.0, tau_min=0.5, tau_max=4.0,
         tune={"tau.min": Range(0.5, 3.5, log=True), "tau.max": Range(3.6, 8.0, log=True)},
     ))
+    for policy in ("pbt", "halving"):  # the shipped plans on the toy task, whose best tau is 2
+        register(Preset(
+            name=f"toy-{policy}", description=f"{policy} on the toy task", task="toy", members=8,
+            assign=lambda n: ["fixed"] * n, feedback="none", selection=policy, tau_initial=1.0, tau_min=0.5,
+            tau_max=4.0, tau_members=log_spaced,
+        ))
 
 
 def toy_manager() -> PluginManager:
