@@ -18,6 +18,9 @@ from conftest import WAIT_SECONDS, wait_for
 from gate import epoch_gate, plugin_env
 from test_cli import _one_line_error, cli
 
+from tempsched import training
+from tempsched.errors import UserError
+
 TINY = ["--members", "2", "--train-size", "320", "--val-size", "64", "--test-size", "64", "--batch-size", "64",
         "--option", "z1=[8,4]", "--option", "z2=[4,4]", "--option", "channels=[8,16]", "--threads", "1"]
 PEER_TIMEOUT = 30  # --peer-timeout of the launcher tests: every process must be gone within it
@@ -231,3 +234,14 @@ def test_a_checkpoint_that_does_not_load_is_one_line_that_says_what_to_do(
     breaker(run / name)
     code, _, stderr = cli(*(arg.format(run=run, report=run.parent / "report") for arg in args), capsys=capsys)
     _one_line_error(code, stderr, needle)
+
+
+def test_a_user_error_of_several_lines_is_printed_as_one(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    """The last guard: whatever message a UserError quotes (a plugin's, a library's), the CLI prints one line."""
+    def fails(*args: object, **kwargs: object) -> None:
+        raise UserError("plugin 'x' failed: Error(s) in loading:\n\tMissing key(s): 'a'.\n\tUnexpected key(s): 'b'.")
+
+    monkeypatch.setattr(training, "execute", fails)
+    code, _, stderr = cli("run", *TINY, "--out", str(tmp_path / "run"), capsys=capsys)
+    _one_line_error(code, stderr, "failed: Error(s) in loading: Missing key(s): 'a'. Unexpected key(s): 'b'.")

@@ -45,7 +45,9 @@ def main(argv: Optional[list[str]] = None) -> None:
     try:
         code = command.main(args=argv, prog_name="tempsched", standalone_mode=False)
     except UserError as exc:
-        err.print(f"error: {exc}", highlight=False, markup=False, soft_wrap=True)
+        # One line whatever the message holds: a plugin's or a library's message quoted in it may have several.
+        message = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+        err.print(f"error: {message}", highlight=False, markup=False, soft_wrap=True)
         sys.exit(2)
     except typer.TyperException as exc:  # the option parser's own errors: unknown option, 'abc' for a number
         message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
