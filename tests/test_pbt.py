@@ -3,6 +3,7 @@ the toy task's best temperature from a start far from it; members that diverged 
 
 from __future__ import annotations
 
+import json
 import math
 import random
 from pathlib import Path
@@ -14,7 +15,9 @@ from tempsched import Copy, Keep, MemberView, PopulationView
 from tempsched.config import layer
 from tempsched.plugins import PluginManager
 from tempsched.training import execute
+from tempsched.trajectories import read_policy
 from tempsched_plugins.pbt import PopulationBasedTraining
+from tempsched_plugins.replay import replay_config
 
 
 @pytest.fixture(scope="module")
@@ -71,3 +74,20 @@ def test_members_whose_loss_is_not_finite_rank_last_and_are_the_ones_that_copy()
     assert all(a.source in (6, 1) for a in plan if isinstance(a, Copy))
     interval = PopulationBasedTraining(interval=2, quantile=0.25, resample_probability=0.25)
     assert all(isinstance(a, Keep) for a in interval.plan(view, random.Random(0)))  # epoch 1 of every 2: no exploit
+
+
+def test_the_policy_and_replay_follow_the_final_best_members_lineage(runs: PlanRuns, manager: PluginManager,
+                                                                      tmp_path: Path) -> None:
+    written = rows(runs.straight)
+    at = {(r["epoch"], r["member"]): r for r in written}
+    member, lineage = next(r["member"] for r in written if r["epoch"] == EPOCHS - 1 and r["best"]), []
+    for epoch in range(EPOCHS - 1, -1, -1):  # back through the copies: whose state each ancestor went on from
+        if epoch < EPOCHS - 1:
+            member = at[(epoch, member)]["copied_from"] or member
+        lineage.insert(0, member)
+    policy = read_policy(runs.straight)
+    assert [p["member"] for p in policy] == lineage
+    assert [p["tau"] for p in policy] == [at[(e, m)]["tau"] for e, m in enumerate(lineage)]
+    assert json.loads((runs.straight / "lineage.json").read_text())["best_lineage"] == lineage
+    execute(replay_config(runs.straight, manager), manager, tmp_path / "replayed")
+    assert [r["tau"] for r in rows(tmp_path / "replayed")] == [p["tau"] for p in policy]
