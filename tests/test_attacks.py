@@ -165,8 +165,8 @@ def test_the_attacks_report_from_eps_zero_to_the_grey_bound_and_its_resume(
     rows = results["all_attacks"]
     attacked = {(r["pipeline"], r["attack"]) for r in rows}
     for expected in ["FGSM (non-adaptive)", "PGD (non-adaptive)", "FGSM (authors' variant)", "PGD (authors' variant)",
-                     "FGSM (adaptive)", "PGD (adaptive)", "PGD (adaptive, EOT 10)", "APGD-CE (adaptive, EOT 10)",
-                     "APGD-DLR (adaptive, EOT 10)", "grey image (adaptive)"]:
+                     "FGSM (adaptive)", "PGD (adaptive)", "PGD (adaptive, EOT 10)", "APGD-CE (adaptive, EOT 20)",
+                     "APGD-DLR (adaptive, EOT 20)", "grey image (adaptive)"]:
         assert ("CNN + paper-default (n=2)", expected) in attacked
     for row in rows:  # eps 0: no attack moves an image, and the pipelines are judged with the same draws
         if row["eps 0"] is not None:
