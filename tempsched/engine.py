@@ -258,7 +258,6 @@ class Population:
         self.stepper = stepper or LoopStepper(task)
         self.members = list(members)  # all of them, in every process
         self.placement = placement or Alone()
-        self.local = [m for k, m in enumerate(self.members) if self.placement.owns(k)]  # those trained here
         self.feedback = feedback
         self.selection = selection
         self.tau = tau
@@ -373,7 +372,8 @@ class Population:
         if action.tau is not None:
             _finite(self.selection, "plan", action.tau)
 
-    def _carry_out(self, plan: list[Action], view: PopulationView, rows: dict[int, dict[str, Any]]) -> list[tuple[int, int]]:
+    def _carry_out(self, plan: list[Action], view: PopulationView,
+                   rows: dict[int, dict[str, Any]]) -> list[tuple[int, int]]:
         """Apply the plan's temperatures and retirements and note them in the rows; returns the copies
         ``(dst, src)`` for the placement.
 

@@ -247,9 +247,9 @@ class Preset:
     """A complete recipe, picked with ``--plugin NAME``: which parts, how many members, tau settings.
 
     ``assign(n)`` gives the schedule name of each of the ``n`` members; ``tau_members(n, tau_min, tau_max)``,
-    where given, their initial temperatures (``tau.members`` in the configuration overrides it). ``defaults`` overrides the
-    defaults the parts declare (``NAME`` for every part of the preset that takes it, ``PART.NAME``
-    for one part; ``task_options.NAME`` for the task). ``tune`` adds or changes search ranges by
+    where given, their initial temperatures (``tau.members`` in the configuration overrides it).
+    ``defaults`` overrides the defaults the parts declare (``NAME`` for every part of the preset that
+    takes it, ``PART.NAME`` for one part; ``task_options.NAME`` for the task). ``tune`` adds or changes search ranges by
     dotted configuration key (``tau.min``, ``params.patience.patience``). ``select_on`` is the loss
     members are judged on (None: the task's default for its options).
     """

@@ -114,6 +114,7 @@ class RichReporter:
         for key, value in summary.test_metrics.items():
             table.add_row(key.replace("_", " "), f"{value:.6g}")
         table.add_row("throughput", f"{summary.images_per_second_per_member:.0f} images/s per member")
+        table.add_row("member-epochs", str(summary.member_epochs))  # less than members x epochs once members retire
         table.add_row("wall time", f"{summary.wall_seconds:.1f} s")
         table.add_row("trained on", summary.hardware)  # names torch's version: figures differ between versions
         table.add_row("data", summary.data)
