@@ -497,6 +497,8 @@ class Population:
             m.feedback_state = dict(s["feedback_state"])
             m.alive = bool(s.get("alive", True))
             place = s.get("weights", 0) if m.alive else None
+            if place is not None and not 0 <= place < len(weights):
+                raise KeyError(f"weights {place} of member {m.index}")  # a damaged file, said in one line
             if place is not None:
                 self.groups.setdefault(int(weights[place]["source"]), []).append(k)
             if m.model is None or m.optimizer is None or m.generator is None:
