@@ -34,14 +34,13 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import ROOT, SHARED_DATA  # noqa: E402
+from _common import ROOT, SHARED_DATA, last_weights, train_to  # noqa: E402
 
 from tempsched import rundir as rd  # noqa: E402
 from tempsched.config import layer  # noqa: E402
 from tempsched.errors import UserError  # noqa: E402
 from tempsched.gsvae.presets import BENCH_TAU  # noqa: E402
 from tempsched.plugins import PluginManager  # noqa: E402
-from tempsched.training import build, execute, load_run_config  # noqa: E402
 
 RESULTS = ROOT / "docs" / "estimators"
 DOC = ROOT / "docs" / "estimators.md"
@@ -126,23 +125,17 @@ def _config(manager: PluginManager, cell: Cell, budget: Budget, epochs: int, thr
 def _train_to(manager: PluginManager, cell: Cell, budget: Budget, epochs: int, run_dir: Path, threads: int,
               data_dir: Path) -> None:
     """Train the cell's run to ``epochs``: resumed from its checkpoint where there is one."""
-    if (run_dir / rd.STATE).is_file():
-        config = load_run_config(run_dir, manager, {"epochs": epochs, "performance.threads": threads})
-        execute(config, manager, run_dir, resume=True)
-        return
-    if run_dir.is_dir():
-        rd.RunDir(run_dir).discard_unstarted()  # killed before its first checkpoint
-    execute(_config(manager, cell, budget, epochs, threads, data_dir), manager, run_dir)
+    train_to(manager, run_dir, lambda: _config(manager, cell, budget, epochs, threads, data_dir),
+             {"epochs": epochs, "performance.threads": threads})
 
 
 def _measure(manager: PluginManager, run_dir: Path, epochs: int) -> dict[str, float]:
     """Train -ELBO (the row's running mean over epoch ``epochs``) and test -ELBO of the weights at that epoch."""
     rows = [r for r in rd.RunDir(run_dir).read_metrics() if r["epoch"] == epochs - 1]
-    state = rd.load_torch(run_dir / rd.STATE, rd.STATE_FORMAT)
-    built = build(load_run_config(run_dir, manager), manager)
-    built.population.load_state_dict(state["population"])  # the last epoch's weights, not best.pt's
+    built = last_weights(manager, run_dir)  # the last epoch's weights, not best.pt's
     member = built.population.members[0]
     metrics = built.task.test_metrics(member.model, member.tau)
+    state = rd.load_torch(run_dir / rd.STATE, rd.STATE_FORMAT)
     return {"train": float(rows[0]["train_loss"]), "test": metrics["test_neg_elbo"],
             "test_hard": metrics["test_neg_elbo_hard"], "train_seconds": float(state["train_seconds"])}
 

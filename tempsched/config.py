@@ -83,6 +83,10 @@ class RunConfig:
     epochs: int = 10
     seed: int = 0
     select_on: str | None = None  # None: the preset's, else the task's default for its options
+    # Member k seeds its weights and noise as member k + member_offset of a population would: a single run
+    # that starts exactly as one member of a population (benchmarks/pbt_vs_grid.py pairs grid runs so).
+    # None (0) is left out of config.toml, so runs from before keep their fingerprint.
+    member_offset: int | None = None
     device: str = "cpu"
     schedules: list[str] | None = None
     feedback: str | None = None
@@ -385,6 +389,8 @@ def _validate(c: RunConfig) -> None:
         raise UserError(f"epochs must be a positive integer, got {c.epochs}")
     if not 0 <= c.seed <= MAX_SEED:
         raise UserError(f"seed must be between 0 and {MAX_SEED}, got {c.seed}")
+    if c.member_offset is not None and not 0 <= c.member_offset <= MAX_SEED:
+        raise UserError(f"member_offset must be between 0 and {MAX_SEED}, got {c.member_offset}")
     for name, value in {"tau.min": c.tau.min, "tau.max": c.tau.max, "tau.initial": c.tau.initial}.items():
         if not math.isfinite(value) or value <= 0:
             raise UserError(f"{name} must be a positive number, got {value}")

@@ -117,13 +117,14 @@ def build(config: RunConfig, manager: PluginManager, group: Group | None = None)
         if i - 1 not in own:
             members.append(Member(i, strategy, schedule, None, None, None, tau))  # another process trains it
             continue
+        seat = i + (config.member_offset or 0)  # the member number its weights and noise are seeded by
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(_seed(config, i, 0))
+            torch.manual_seed(_seed(config, seat, 0))
             model = task.build_model()
         if i - 1 == own[0]:
             check_memory(model, len(own))
         optimizer = task.build_optimizer(model)
-        generator = torch.Generator(device=task.device).manual_seed(_seed(config, i, 1))
+        generator = torch.Generator(device=task.device).manual_seed(_seed(config, seat, 1))
         members.append(Member(i, strategy, schedule, model, optimizer, generator, tau))
     population = Population(task, members, feedback, selection,
                             TauBounds(config.tau.initial, config.tau.min, config.tau.max), config.epochs,

@@ -178,9 +178,22 @@ class GSVAETask:
         ``val``: through the code the decoder reads in training (the estimator's, at ``tau``); ``val-hard``:
         through one-hot samples of q = softmax(logits), the discrete model whatever the estimator and tau.
         """
-        total = sum(float(negative_elbo(x_hat, xb, *logits).sum()) for xb, x_hat, *logits in
-                    self._passes(model, self._x_val, tau, hard=loss == "val-hard"))
+        total = sum(float(chunk.sum()) for chunk in self._held_out(model, tau, loss))
         return total / len(self._x_val)
+
+    def _held_out(self, model: nn.Module, tau: float, loss: str) -> Iterator[torch.Tensor]:
+        """The per-image -ELBO of each evaluation batch of the validation images (``evaluate``'s terms)."""
+        for xb, x_hat, *logits in self._passes(model, self._x_val, tau, hard=loss == "val-hard"):
+            yield negative_elbo(x_hat, xb, *logits)
+
+    def held_out_losses(self, model: nn.Module, tau: float, loss: str = "val") -> torch.Tensor:
+        """The per-image terms whose mean ``evaluate`` returns, one per validation image, in order.
+
+        Two members evaluated on the same images and noise can be compared image by image: the standard
+        error of their paired differences says whether a gap in their selection losses is signal or the
+        noise of a finite held-out sample (benchmarks/pbt_vs_grid.py). The engine never calls this.
+        """
+        return torch.cat(list(self._held_out(model, tau, loss)))
 
     def test_metrics(self, model: nn.Module, tau: float) -> dict[str, float]:
         """Per-pixel MSE on [0, 1] and -ELBO over the whole test split, through the training code and through
