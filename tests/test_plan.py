@@ -12,7 +12,7 @@ import pytest
 import torch
 from test_distributed import _equal
 
-from tempsched import Copy, Keep, Preset, Retire, SelectionPolicy, UserError, hookimpl
+from tempsched import Copy, Keep, Retire, SelectionPolicy, UserError, hookimpl
 from tempsched.config import layer
 from tempsched.plugins import PluginManager
 from tempsched.training import execute
