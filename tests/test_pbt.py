@@ -9,6 +9,7 @@ import random
 from pathlib import Path
 
 import pytest
+import torch
 from plan_runs import EPOCHS, PlanRuns, check_same, plan_runs, rows
 
 from tempsched import Copy, Keep, MemberView, PopulationView
@@ -32,6 +33,10 @@ def test_pbt_rows_are_the_same_over_two_processes_and_after_a_resume(runs: PlanR
     assert len(written) == 8 * EPOCHS and not any(r.get("retired") for r in written)
     # The two processes own members 1-4 and 5-8: some copies crossed from one process to the other.
     assert any((r["member"] <= 4) != (r["copied_from"] <= 4) for r in copies)
+    # state.pt holds each distinct member state once: a copier shares its source's entry.
+    state = torch.load(runs.straight / "state.pt", weights_only=True)["population"]
+    copiers = [r for r in copies if r["epoch"] == EPOCHS - 1]
+    assert copiers and len(state["weights"]) == 8 - len(copiers)
     check_same(runs)
 
 
