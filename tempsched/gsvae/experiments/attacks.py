@@ -290,6 +290,8 @@ class Attacks(Evaluation):
         for row, eps, attack, path in elsewhere:
             with rd.exclusive_lock(path.with_suffix(".lock"), wait=lambda pid: None):
                 settle(row, eps, attack, path)  # crafted here if the process on it died
+        for row in rows:  # the tables' order: the plan's, whichever results came first
+            row.correct = {(attack, eps): row.correct[(attack, eps)] for r, eps, attack in work if r is row}
         self._report(ctx, cnn, rows, lists, eps_all, xs, ys, picked, target,
                      FAMILY[first.config.task_options["dataset"]])
 
