@@ -116,7 +116,8 @@ CELLS: tuple[Cell, ...] = (
     Cell(f"{name}-robustness", f"{title}: patch anomalies (Fig. 9) and purification under attack (Tables 2-3)",
          f"the {name}-population run and its standard GS-VAE; anomaly: 3 shapes x 7 sizes + the paper's 2 cases "
          "on the full validation and test splits; attacks: basic CNN 5 epochs, 1,000 test images, PGD 40 steps, "
-         "EOT 10 draws at 3 eps, APGD-CE/DLR 100 steps at 1 eps", _base(dataset, epochs),
+         "EOT-PGD 10 draws at 3 eps, APGD-CE/DLR 100 steps under EOT 20 draws at 1-2 eps, a pipeline with noise "
+         "judged on 5 held-out draws", _base(dataset, epochs),
          evaluations=(("anomaly", {}), ("attacks", {})))
     for name, title, dataset, epochs in (("mnist", "MNIST", "mnist", 10),
                                          ("fashion", "Fashion-MNIST", "fashion-mnist", 10),
