@@ -35,6 +35,7 @@ docs/estimators.md's generated section is rendered from them alone.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import statistics
@@ -553,25 +554,42 @@ def _likelihood(seeds: list[SeedFigures], estimator: str) -> list[str]:
     return lines
 
 
-def render(out: Path, budget: Budget) -> str:
-    """The generated section of docs/estimators.md: per estimator, the paired differences and verdicts, the
-    grid's tau ranking, the tau found, the held-out signal and the compute; for 8x4 the exact likelihoods."""
+def _results(out: Path, budget: Budget) -> dict[str, dict[str, Any]]:
+    """The cells' results measured with ``budget``, by cell name."""
     results = {c.name: load_result(out, budget, c, check=False) for c in CELLS}
-    results = {k: r for k, r in results.items() if r is not None and r["budget"] == budget.as_dict()}
-    u = budget.updates_per_epoch()
+    return {k: r for k, r in results.items() if r is not None and r["budget"] == budget.as_dict()}
+
+
+def render(out: Path, budget: Budget) -> str:
+    """The generated section of docs/estimators.md: for 10x30, and for each other setting with results, per
+    estimator the paired differences and verdicts, the grid's tau ranking, the tau found, the held-out signal
+    and the compute; where the codes can be enumerated, the exact likelihoods."""
     n_seeds = detectable(len(SEEDS))
-    lines = [BEGIN, "", f"Rendered by `benchmarks/pbt_vs_grid.py` from `docs/estimators/pbt/{budget.setting}/*.json`. "
-             f"Setting {budget.setting}; {budget.epochs} epochs of {u} updates ({budget.epochs * u:,} updates per "
-             f"model; the benchmark's epoch has {ANCHOR_UPDATES}, since it keeps no held-out split). Every figure is "
-             "the hard −ELBO (nats, lower is better) of a model's last weights on the test images; the grid's best "
-             "is chosen on the held-out images.", ""]
+    lines = [BEGIN, "", "Rendered by `benchmarks/pbt_vs_grid.py` from `docs/estimators/pbt/SETTING/*.json`. Every "
+             "figure is the hard −ELBO (nats, lower is better) of a model's last weights on the test images; the "
+             "grid's best is chosen on the held-out images.", ""]
     if n_seeds is not None:
         lines += [f"With {len(SEEDS)} seeds a two-sided paired t-test at the 5 % level detects only a mean difference "
                   f"larger than {n_seeds:.2f} standard deviations of the per-seed differences: the verdicts below "
                   "can tell apart only differences of several standard deviations.", ""]
+    for name in SETTINGS:
+        setting_budget = dataclasses.replace(budget, setting=name)
+        results = _results(out, setting_budget)
+        if results or name == "10x30":
+            lines += _render_setting(results, setting_budget)
+        else:
+            lines += [f"### {name}: not run", ""]
+    return "\n".join(lines + [END])
+
+
+def _render_setting(results: dict[str, dict[str, Any]], budget: Budget) -> list[str]:
+    u = budget.updates_per_epoch()
+    lines = [f"### {budget.setting}, {budget.epochs} epochs", "",
+             f"{budget.epochs} epochs of {u} updates ({budget.epochs * u:,} updates per model; the benchmark's epoch "
+             f"has {ANCHOR_UPDATES}, since it keeps no held-out split).", ""]
     for est in ESTIMATORS:
         seeds = seed_figures(results, est)
-        lines += [f"### {est}: grid {', '.join(f'{t:g}' for t in GRIDS[est])}", ""]
+        lines += [f"#### {budget.setting}, {est}: grid {', '.join(f'{t:g}' for t in GRIDS[est])}", ""]
         lines += verdicts(seeds, budget.epochs, est) + [""]
         lines += _seed_table(seeds, est) + ["", f"The grid's tau ranking at {budget.epochs} epochs:", ""]
         lines += _ranking(seeds, est) + ["", "tau of the population's final best lineage (the schedule replayed):", ""]
@@ -584,7 +602,7 @@ def render(out: Path, budget: Budget) -> str:
         if SETTINGS[budget.setting].enumerable:
             lines += ["Exact test log-likelihood (nats, all codes enumerated; higher is better):", ""]
             lines += _likelihood(seeds, est) + [""]
-    return "\n".join(lines + [END])
+    return lines
 
 
 def write_docs(out: Path, budget: Budget) -> None:

@@ -163,6 +163,7 @@ def test_verdicts_and_tables_come_from_the_results(tmp_path: Path) -> None:
     assert "| 0 | 0.5 | 0.6 | 0.42 |" in text  # the lineage's tau at the epochs shown: 1, 2 and the last
     assert "| 2 | 2.00 | 0.10 | 3 of 6 |" in text  # spread; median SE; |gap| > 2 SE: 0.3 of each seed's pair
     assert "Does one population run reach the grid's best? not run." in text  # reinmax
+    assert "### 8x4: not run" in text and "#### 10x30, st-gs: grid 0.1, 0.3, 0.5, 0.7, 1" in text
     assert "| grid | 20 | 50 | 20 | 3 |" in text
     # in lockstep each epoch waits for a 2 s run: 8 s, against 6 s for the slowest run alone
     assert "would have cost 33.3 % more time than the slowest run alone" in text
