@@ -37,6 +37,9 @@ APGD_LOSSES = {"apgd-ce": "ce", "apgd-dlr": "dlr"}  # torchattacks' names of the
 # hold under the same method names, are never read as this one's.
 APGD_IMPLEMENTATION = "torchattacks 3.5 APGD, one restart, success on the attacked module's (EOT-averaged) output"
 BATCH = 250  # images per library call
+# APGD's images per call: torchattacks sends a whole call through the model at once, and under EOT over 20
+# draws that is as many images per pass as EOT-PGD's 10 draws of ART's batches.
+APGD_BATCH = BATCH // 2
 
 
 @dataclass(frozen=True)
@@ -145,9 +148,10 @@ def craft(method: str, estimator: object | None, x: torch.Tensor, y: torch.Tenso
     generate = _attack(method, estimator, eps, budget, regression, seed)
     out = []
     with seeded(seed):
-        for i in range(0, len(x), BATCH):
-            xb = x[i:i + BATCH].numpy().astype(np.float32)
-            target = np.zeros(len(xb), dtype=np.float32) if regression else y[i:i + BATCH].numpy()
+        batch = APGD_BATCH if method in APGD_LOSSES else BATCH
+        for i in range(0, len(x), batch):
+            xb = x[i:i + batch].numpy().astype(np.float32)
+            target = np.zeros(len(xb), dtype=np.float32) if regression else y[i:i + batch].numpy()
             out.append(torch.from_numpy(generate(xb, target)))
             progress(len(xb))
     adversarial = torch.cat(out)
