@@ -241,6 +241,10 @@ def test_attacks_refuse_bad_options_in_one_line(two_runs: tuple[Path, Path], tmp
     manager = PluginManager()
     with pytest.raises(UserError, match="'pgd_steps' must be >= 40"):
         evaluation_options(manager, "attacks", {"pgd_steps": 10})
+    with pytest.raises(UserError, match="'apgd_draws' must be >= 10"):
+        evaluation_options(manager, "attacks", {"apgd_draws": 1})
+    with pytest.raises(UserError, match="'heldout_draws' must be >= 1"):
+        evaluation_options(manager, "attacks", {"heldout_draws": 0})
     with pytest.raises(UserError, match="'fgsm_eps' takes a list of eps on"):
         training.build_part(manager, "evaluations", "attacks",
                             evaluation_options(manager, "attacks", {"fgsm_eps": [2]}))
