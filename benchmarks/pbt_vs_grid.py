@@ -12,7 +12,7 @@ The protocol of issue 21, cell by cell; one cell is an estimator at a seed in on
   the members the plan left alone (the best one among them): the standard error of the paired
   differences says whether the member losses' spread is signal or the noise of the held-out sample.
 - ``replay``: the tau of the population's final best lineage (policy.json) replayed on one model, at 1/n
-  of the compute (the ``replay`` preset).
+  of the compute (the ``replay`` preset), started from the weights and noise of the lineage's first member.
 - ``annealing`` (ST-GS only): Jang et al.'s schedule from 1 towards 0.5 (the ``standard-annealing``
   preset) on one model trained for the grid's total compute (n times the epochs).
 
@@ -201,7 +201,9 @@ def run_config(manager: PluginManager, cell: Cell, budget: Budget, data_dir: Pat
         if not (source / rd.SUMMARY).is_file():
             raise UserError(f"cell {cell.name} replays {source}, which has not finished: run cell "
                             f"{cell.estimator}-seed{cell.seed}-population first")
-        return layer(manager.registry, replay_config(source, manager).to_dict(), {"performance.threads": threads})
+        root = read_policy(source)[0]["member"]  # the lineage's first member: the replay starts as it did
+        return layer(manager.registry, replay_config(source, manager).to_dict(),
+                     {"performance.threads": threads, "member_offset": root - 1})
     return layer(manager.registry, None, {**keys, "plugin": "standard-annealing"})
 
 

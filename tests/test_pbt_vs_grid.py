@@ -69,10 +69,10 @@ def test_a_cell_reuses_finished_runs_and_a_cut_off_cell_resumes_with_the_same_nu
                                                                                       mnist: Path) -> None:  # noqa: F811
     manager = PluginManager()
     out, cache = tmp_path / "out", tmp_path / "runs"
-    grid, population = bench.Cell("st-gs", 0, "grid"), bench.Cell("st-gs", 0, "population")
+    grid, population = bench.Cell("st-gs", 1, "grid"), bench.Cell("st-gs", 1, "population")
     assert bench.cell_state(out, BUDGET, population, cache) == "not run"
-    with pytest.raises(UserError, match="run cell st-gs-seed0-population first"):
-        bench.run_cell(manager, bench.Cell("st-gs", 0, "replay"), BUDGET, out, cache, 1, mnist)
+    with pytest.raises(UserError, match="run cell st-gs-seed1-population first"):
+        bench.run_cell(manager, bench.Cell("st-gs", 1, "replay"), BUDGET, out, cache, 1, mnist)
     for cell in (grid, population):
         bench.run_cell(manager, cell, BUDGET, out, cache, 1, mnist)
         assert bench.cell_state(out, BUDGET, cell, cache) == "done"
@@ -82,6 +82,12 @@ def test_a_cell_reuses_finished_runs_and_a_cut_off_cell_resumes_with_the_same_nu
         alone = rd.RunDir(cache / "10x30" / grid.name / run).read_metrics()[0]
         paired = next(r for r in rows if r["epoch"] == 0 and r["member"] == k)
         assert (alone["tau"], alone["train_loss"], alone["loss"]) == (paired["tau"], paired["train_loss"], paired["loss"])
+    bench.run_cell(manager, bench.Cell("st-gs", 1, "replay"), BUDGET, out, cache, 1, mnist)
+    replayed = rd.RunDir(cache / "10x30" / "st-gs-seed1-replay" / "replay").read_metrics()[0]
+    root = json.loads((cache / "10x30" / population.name / "population" / "policy.json").read_text())["epochs"][0]
+    paired = next(r for r in rows if r["epoch"] == 0 and r["member"] == root["member"])
+    assert root["member"] != 1  # (seed 1's lineage starts at member 2 on these images: the offset matters)
+    assert (replayed["tau"], replayed["loss"]) == (paired["tau"], paired["loss"])  # starts as the lineage's root
     log = whole["runs"]["population"]["epochs"]
     assert set(log) == {"1", "2"} and all(e["pairs"] and e["best_check"] < 1e-3 for e in log.values())
 
