@@ -28,7 +28,7 @@ from tempsched.plugins import PluginManager
 from tempsched.steppers import choose_stepper
 from tempsched.records import BatchProgress, EpochRecord, RunInfo, RunSummary
 from tempsched.task import Task, TaskEnv
-from tempsched.trajectories import LINEAGE, POLICY, plot_trajectories, write_policy
+from tempsched.trajectories import LINEAGE, POLICY, plot_trajectories, policy_from_rows, write_policy
 
 EpochCallback = Callable[[EpochRecord], None]
 
@@ -262,6 +262,7 @@ def _train(run: rd.RunDir, built: Built, config: RunConfig, manager: PluginManag
         start_epoch=pop.epoch, data=data_text, strategies=[m.strategy for m in pop.members],
         config=config.to_dict(), batches_per_epoch=built.task.batch_count()))
 
+    start_epoch = pop.epoch
     while pop.epoch < config.epochs:
         if progress:
             progress.epoch = pop.epoch
@@ -288,9 +289,33 @@ def _train(run: rd.RunDir, built: Built, config: RunConfig, manager: PluginManag
         if on_epoch is not None:
             on_epoch(record)
 
+    if pop.epoch > start_epoch:
+        _keep_best_on_final_lineage(run, pop, identity)
     summary = finish(run, built, config, train_seconds, wall_before + time.perf_counter() - started, data_text)
     manager.notify("tempsched_run_end", summary=summary)
     return summary
+
+
+def _keep_best_on_final_lineage(run: rd.RunDir, pop: Population, identity: dict[str, Any]) -> None:
+    """Make best.pt a state the final best member descends from, so best.pt, the summary's test figures,
+    policy.json and ``replay`` tell of one lineage.
+
+    Under Algorithm 1's plan every member goes on from each epoch's best, so the run's lowest loss is
+    always an ancestor and best.pt stays as it is. Under a plan such as ``pbt``, the member that set the
+    lowest loss may since have been overwritten by a copy or retired; a model from that dead line is not
+    what the population found, so the final best member's own weights replace it.
+    """
+    rows = run.read_metrics()
+    lineage = policy_from_rows(rows)
+    best = rd.load_torch(run.file(rd.BEST), rd.BEST_FORMAT)
+    if lineage[int(best["epoch"])]["member"] == int(best["member"]):
+        return
+    final = lineage[-1]
+    (row,) = [r for r in rows if r["epoch"] == final["epoch"] and r["member"] == final["member"]]
+    rd.save_torch(run.file(rd.BEST), {
+        "format": rd.BEST_FORMAT, "epoch": final["epoch"], "member": final["member"], "strategy": row["strategy"],
+        "tau": row["tau_end"], "loss": row["loss"], "model": pop.model_state(final["member"] - 1), **identity,
+    })
 
 
 def follow(config: RunConfig, manager: PluginManager, group: Group, *, resume: bool) -> None:

@@ -12,7 +12,7 @@ import pytest
 import torch
 from test_distributed import _equal
 
-from tempsched import Copy, Keep, Retire, SelectionPolicy, UserError, hookimpl
+from tempsched import Copy, Keep, Preset, Retire, SelectionPolicy, UserError, hookimpl
 from tempsched.config import layer
 from tempsched.plugins import PluginManager
 from tempsched.training import execute
@@ -171,3 +171,42 @@ def test_a_state_pt_from_before_plans_resumes_bit_exactly(manager: PluginManager
     assert len(states[0].pop("history")) == 3 and len(states[1].pop("history")) == 1
     assert _equal(states[0], states[1])
     assert _equal(*(torch.load(run / "best.pt", weights_only=True)["model"] for run in (a, b)))
+
+
+class _FirstThenSecond(SelectionPolicy):
+    """Names member 1 the best in epoch 0 and member 2 afterwards; nobody copies in epoch 0, and member 1
+    takes member 2's state after epoch 1, so the line that set the run's lowest loss dies out."""
+
+    name = "first-then-second"
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def choose(self, losses):  # type: ignore[no-untyped-def]
+        self.calls += 1
+        return 0 if self.calls == 1 else 1
+
+    def plan(self, view, rng):  # type: ignore[no-untyped-def]
+        return [Keep(), Keep()] if view.epoch == 0 else [Copy(1), Keep()]
+
+
+def test_best_pt_follows_the_final_best_members_lineage(manager: PluginManager, tmp_path: Path) -> None:
+    plugin = types.SimpleNamespace(
+        tempsched_register_selection_policies=hookimpl(lambda register: register(_FirstThenSecond)),
+        tempsched_register_presets=hookimpl(lambda register: register(Preset(
+            name="toy-dead-line", description="the lowest loss on a line that dies", task="toy", members=2,
+            assign=lambda n: ["fixed"] * n, feedback="none", selection="first-then-second", tau_initial=1.0,
+            tau_min=0.5, tau_max=10.0, tau_members=lambda n, lo, hi: [2.0, 10.0]))))
+    manager.register(plugin, name="dead-line")
+    config = layer(manager.registry, {"plugin": "toy-dead-line", "epochs": 2})
+    summary = execute(config, manager, tmp_path / "run")
+    rows = _rows(tmp_path / "run")
+    # The toy's loss grows with (tau - 2)^2: member 1's epoch-0 loss is the run's lowest, but member 1's line
+    # ended when it copied member 2, whose line the policy follows; best.pt and the summary follow it too.
+    assert min(rows, key=lambda r: r["loss"])["member"] == 1
+    best = torch.load(tmp_path / "run" / "best.pt", weights_only=False)
+    (last,) = [r for r in rows if r["epoch"] == 1 and r["member"] == 2]
+    assert (best["epoch"], best["member"], best["loss"]) == (1, 2, last["loss"])
+    assert (summary.best_member, summary.best_epoch, summary.best_tau) == (2, 1, last["tau_end"])
+    policy = json.loads((tmp_path / "run" / "policy.json").read_text())["epochs"]
+    assert [p["member"] for p in policy] == [2, 2]
