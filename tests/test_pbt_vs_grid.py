@@ -165,6 +165,7 @@ def test_verdicts_and_tables_come_from_the_results(tmp_path: Path) -> None:
     assert "beat annealing at equal compute at 4 epochs? yes, by more than the grid's seed sd (1.00)" in text
     assert "| 0 | 0.5 | 100.00 | 0.42 | 99.50 | -0.50 | 102.00 | +2.00 | 102.50 | -3.00 |" in text
     assert "| mean |  |  |  |  | +0.53 |  | +2.00 |  | -3.00 |" in text
+    assert "ranking at 4 epochs (at 160 epochs on all images the benchmark's grid chose tau 1.3 for 10x30" in text
     assert "| 0.5 | 95.00 | 101.00 | 1 |" in text  # the grid's ranking: held-out mean, test mean, rank
     assert "| 0 | 0.5 | 0.6 | 0.42 |" in text  # the lineage's tau at the epochs shown: 1, 2 and the last
     assert "| 2 | 2.00 | 0.10 | 3 of 6 |" in text  # spread; median SE; |gap| > 2 SE: 0.3 of each seed's pair
