@@ -524,15 +524,18 @@ def check_launch(procs: int, members: int, device: str) -> None:
                         f"{torch.cuda.device_count()}: use --procs {torch.cuda.device_count()} or --device cpu")
 
 
-def _start_rank(local_rank: int, entry: Callable[[list[str]], None], argv: list[str], env: dict[str, str]) -> None:
-    """What each process ``launch`` starts runs: ``entry(argv)`` with torchrun's environment for its rank."""
+def _start_rank(local_rank: int, entry: Callable[[T], None], job: T, env: dict[str, str]) -> None:
+    """What each process ``launch`` starts runs: ``entry(job)`` with torchrun's environment for its rank."""
     die_with_parent(int(env[LAUNCHER]), LAUNCHER_GONE)
     os.environ.update(env, RANK=str(local_rank), LOCAL_RANK=str(local_rank))
-    entry(argv)
+    entry(job)
 
 
-def launch(entry: Callable[[list[str]], None], argv: list[str], procs: int, timeout: float) -> int:
-    """Run ``entry(argv)`` in ``procs`` processes on this machine as one run; returns process 0's exit status.
+def launch(entry: Callable[[T], None], job: T, procs: int, timeout: float) -> int:
+    """Run ``entry(job)`` in ``procs`` processes on this machine as one run; returns process 0's exit status.
+
+    ``entry`` is a module-level function and ``job`` picklable: each process is spawned and imports them
+    afresh (the CLI's ``--procs`` passes ``cli.run.train_rank`` and the configuration it resolved).
 
     What ``torchrun --nproc-per-node procs`` does on one machine: this process hosts the rendezvous
     store (port 0: the system picks a free one, no race with other runs) and sets the environment
@@ -549,7 +552,7 @@ def launch(entry: Callable[[list[str]], None], argv: list[str], procs: int, time
     quiet = {k: v for k, v in QUIET_CPP.items() if k not in os.environ}  # read as torch loads, so set here
     os.environ.update(quiet)
     try:
-        context = torch.multiprocessing.start_processes(_start_rank, args=(entry, argv, env), nprocs=procs,
+        context = torch.multiprocessing.start_processes(_start_rank, args=(entry, job, env), nprocs=procs,
                                                         join=False, start_method="spawn")
     finally:
         for key in quiet:

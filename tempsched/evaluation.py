@@ -1,6 +1,6 @@
 """Evaluations: named experiments on run directories, each writing a report folder.
 
-An evaluation is a part (``tempsched.Evaluation``) that a plugin registers through
+An evaluation is a part (``tempsched.Evaluation``, declared in ``parts``) that a plugin registers through
 ``tempsched_register_evaluations``; ``tempsched eval NAME RUN_DIR...`` runs it. It gets an ``EvalContext``:
 the run directories it was given, a base run configuration (from the run options on the command line,
 for evaluations that train their own runs), a way to train or reuse a run (``ctx.train``), a progress
@@ -17,14 +17,15 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import tomli_w
 
 from tempsched import rundir as rd
 from tempsched.config import RunConfig
 from tempsched.errors import UserError, describe_exception
-from tempsched.parts import Part
+from tempsched.parts import Evaluation
+from tempsched.plugins import PluginManager
 
 Cell = str | float | int | None
 MANIFEST = ".manifest.json"  # hidden: a copy of a report's figures and tables (reproduce.py) leaves it out
@@ -229,13 +230,11 @@ class EvalContext:
     report: Report
     train: Callable[[RunConfig], Path]  # train (or reuse, or resume) a run of this config; its directory
     progress: Progress = quiet_progress
-    manager: Any = None  # the plugin manager of the command (a fresh one when not given)
+    manager: PluginManager | None = None  # the plugin manager of the command (a fresh one when not given)
     cache: Path = Path("runs/eval")  # where ``train`` keeps runs; evaluations keep other reusable work here too
 
     def __post_init__(self) -> None:
         if self.manager is None:
-            from tempsched.plugins import PluginManager  # plugins imports this module: import when needed
-
             self.manager = PluginManager()
 
     def need_runs(self, at_least: int = 1) -> list[Path]:
@@ -243,17 +242,6 @@ class EvalContext:
         if len(self.runs) < at_least:
             raise UserError(f"this evaluation needs at least {at_least} run director{'y' if at_least == 1 else 'ies'}")
         return self.runs
-
-
-class Evaluation(Part):
-    """A named experiment. Declare options in ``params`` (set with ``--param NAME=VALUE``); ``run``
-    fills ``ctx.report``. ``needs_runs`` says how many run directories the command line must give."""
-
-    needs_runs: ClassVar[int] = 1
-    title: ClassVar[str] = ""
-
-    def run(self, ctx: EvalContext) -> None:
-        raise NotImplementedError
 
 
 def run_evaluation(evaluation: Evaluation, ctx: EvalContext, config: Mapping[str, Any]) -> None:

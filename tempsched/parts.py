@@ -12,9 +12,12 @@ from __future__ import annotations
 import math
 import random
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar, Mapping, MutableMapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Mapping, MutableMapping, Sequence
 
 from tempsched.errors import UserError
+
+if TYPE_CHECKING:  # pragma: no cover - an annotation only: evaluation imports the plugin manager, which imports this
+    from tempsched.evaluation import EvalContext
 
 Value = float | int | bool | str | list[Any]
 
@@ -240,6 +243,19 @@ class SelectionPolicy(Part):
         from the best instead (it has nothing of its own to keep).
         """
         return [Keep() if k == view.best or not m.alive else Copy(view.best) for k, m in enumerate(view.members)]
+
+
+class Evaluation(Part):
+    """A named experiment on run directories (``tempsched eval NAME``). Declare options in ``params`` (set with
+    ``--param NAME=VALUE``); ``run`` fills ``ctx.report`` (``tempsched.evaluation``). ``needs_runs`` says how
+    many run directories the command line must give. Declared here, with the other parts, because the
+    plugin manager checks what plugins register against it."""
+
+    needs_runs: ClassVar[int] = 1
+    title: ClassVar[str] = ""
+
+    def run(self, ctx: EvalContext) -> None:
+        raise NotImplementedError
 
 
 @dataclass(frozen=True)

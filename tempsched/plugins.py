@@ -18,8 +18,7 @@ import pluggy
 
 from tempsched import hookspecs
 from tempsched.errors import UserError, describe_exception
-from tempsched.evaluation import Evaluation
-from tempsched.parts import FeedbackRule, Preset, Schedule, SelectionPolicy
+from tempsched.parts import Evaluation, FeedbackRule, Preset, Schedule, SelectionPolicy
 from tempsched.space import SearchSpace
 
 ENTRY_POINT_GROUP = "tempsched"

@@ -20,6 +20,7 @@ from typing import Any
 from tempsched import EpochContext, Param, Preset, RunInfo, Schedule, UserError, hookimpl
 from tempsched.config import RunConfig, layer
 from tempsched.plugins import PluginManager
+from tempsched.training import load_run_config
 from tempsched.trajectories import read_policy
 
 
@@ -79,8 +80,6 @@ def replay_config(source_run_dir: Path, manager: PluginManager) -> RunConfig:
     """The configuration of a single model replaying ``source_run_dir``'s policy: the source's task and
     its options, epochs, seed, selection split, device and temperature bounds; tau.initial = the policy's
     first temperature."""
-    from tempsched.training import load_run_config  # training imports the plugin manager that loads this module
-
     source_run_dir = Path(source_run_dir).resolve()
     source = load_run_config(source_run_dir, manager)
     taus = [entry["tau"] for entry in read_policy(source_run_dir)]

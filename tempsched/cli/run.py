@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import signal
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 from typing import Any, Iterator, List, NoReturn, Optional
@@ -14,6 +15,7 @@ from rich.console import Console
 
 from tempsched import distributed, rundir, training
 from tempsched.cli import options as opt
+from tempsched.cli.exits import one_line_errors
 from tempsched.cli.live import RichReporter
 from tempsched.config import RunConfig, layer, load_toml
 from tempsched.errors import UserError
@@ -113,7 +115,7 @@ def run(
     """Train a population and save the best member (the main job)."""
     given = {k: v for k, v in locals().items() if k in opt.SHORTCUTS and v is not None}
     manager = PluginManager()
-    # group: None unless torchrun or --procs started this process
+    # group: None unless torchrun started this process (``--procs`` starts ``train_rank`` instead)
     with _sigterm_as_interrupt(), distributed.joined(peer_timeout) as group:
         if group is not None and not group.leads:
             resolved, resuming = group.receive()  # process 0's: a --config or run directory may be only there
@@ -130,7 +132,7 @@ def run(
             resolved = config_from_options(manager, config, given, param or [], option or [])
             run_dir = out or opt.fresh_path("runs", resolved.plugin)
         if procs is not None and procs > 1:
-            _launch(resolved, run_dir, procs, peer_timeout, ctx)
+            _launch(RankJob(resolved, run_dir, resume is not None, peer_timeout), procs)
         if group is not None:
             group.publish((resolved, resume is not None))
         _train(manager, resolved, run_dir, resume is not None, group)
@@ -180,34 +182,39 @@ def _train(manager: PluginManager, resolved: RunConfig, run_dir: Path, resuming:
         reporter.close()
 
 
-def _launch(resolved: RunConfig, run_dir: Path, procs: int, timeout: float, ctx: typer.Context) -> NoReturn:
-    """``--procs K``: start K processes on this machine that run this command as one run, and wait for them.
+@dataclass(frozen=True)
+class RankJob:
+    """What each process of a ``--procs`` run is started with: the configuration this process resolved,
+    so that no process parses options or reads a ``--config`` again (pickled: the processes are spawned)."""
+
+    config: RunConfig
+    run_dir: Path
+    resuming: bool
+    peer_timeout: float
+
+
+def train_rank(job: RankJob) -> None:
+    """Entry point of each process ``--procs`` starts: join the run, then train process 0's slice with the
+    live view and the run directory, or another slice. Errors end it as the command line's would."""
+    with one_line_errors():
+        manager = PluginManager()
+        with _sigterm_as_interrupt(), distributed.joined(job.peer_timeout) as group:
+            assert group is not None, "train_rank runs in a process that distributed.launch started"
+            if group.leads:
+                _train(manager, job.config, job.run_dir, job.resuming, group)
+            else:
+                training.follow(job.config, manager, group, resume=job.resuming)
+
+
+def _launch(job: RankJob, procs: int) -> NoReturn:
+    """``--procs K``: start K processes on this machine that train ``job`` as one run, and wait for them.
 
     Everything a process would refuse is refused here first, so a mistake is one line before any starts.
     """
-    assert resolved.members is not None
-    distributed.check_launch(procs, resolved.members, resolved.device)
-    from tempsched.cli.app import main  # the processes' entry point (app imports this module)
-
+    assert job.config.members is not None
+    distributed.check_launch(procs, job.config.members, job.config.device)
     try:
-        code = distributed.launch(main, _command_line(ctx, run_dir), procs, timeout)
+        code = distributed.launch(train_rank, job, procs, job.peer_timeout)
     except distributed.PeerLost as exc:
-        raise UserError(f"{exc}; {_saved(run_dir)}") from None
+        raise UserError(f"{exc}; {_saved(job.run_dir)}") from None
     raise typer.Exit(code)
-
-
-def _command_line(ctx: typer.Context, run_dir: Path) -> list[str]:
-    """This ``run`` command's options as arguments, without --procs and with the run directory decided."""
-    args = ["run"]
-    for param in ctx.command.params:
-        value = run_dir if param.name == "out" and ctx.params.get("resume") is None else ctx.params.get(param.name)
-        if param.name == "procs" or value is None:
-            continue
-        if param.is_flag and param.secondary_opts:
-            args.append(param.opts[0] if value else param.secondary_opts[0])
-        elif param.multiple:
-            for item in value:
-                args += [param.opts[0], str(item)]
-        else:
-            args += [param.opts[0], str(value)]
-    return args

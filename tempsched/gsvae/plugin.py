@@ -5,25 +5,24 @@ from __future__ import annotations
 
 from typing import Any
 
+from tempsched.gsvae.experiments.anomaly import Anomaly
+from tempsched.gsvae.experiments.attacks import Attacks
+from tempsched.gsvae.experiments.latents import Latents
+from tempsched.gsvae.experiments.recon import Recon
+from tempsched.gsvae.experiments.sweeps import NSweep, TauSweep
+from tempsched.gsvae.experiments.unseen import Unseen
+from tempsched.gsvae.presets import PRESETS
+from tempsched.gsvae.task import GSVAETask
 from tempsched.hookspecs import hookimpl
 
 
 @hookimpl
 def tempsched_register_tasks(register: Any) -> None:
-    from tempsched.gsvae.task import GSVAETask
-
     register(GSVAETask)
 
 
 @hookimpl
 def tempsched_register_evaluations(register: Any) -> None:
-    from tempsched.gsvae.experiments.anomaly import Anomaly
-    from tempsched.gsvae.experiments.attacks import Attacks
-    from tempsched.gsvae.experiments.latents import Latents
-    from tempsched.gsvae.experiments.recon import Recon
-    from tempsched.gsvae.experiments.sweeps import NSweep, TauSweep
-    from tempsched.gsvae.experiments.unseen import Unseen
-
     register(Recon)
     register(NSweep)
     register(TauSweep)
@@ -35,7 +34,5 @@ def tempsched_register_evaluations(register: Any) -> None:
 
 @hookimpl
 def tempsched_register_presets(register: Any) -> None:
-    from tempsched.gsvae.presets import PRESETS
-
     for preset in PRESETS:
         register(preset)

@@ -14,6 +14,7 @@ from tempsched.gsvae.estimators import ESTIMATORS
 from tempsched.gsvae.loss import negative_elbo
 from tempsched.gsvae.model import CategoricalVAE, DualGSVAE, MLPVAE
 from tempsched.parts import Param
+from tempsched.rundir import atomic_path
 from tempsched.task import TaskEnv
 
 EVAL_BATCH = 1000
@@ -213,8 +214,6 @@ class GSVAETask:
     def save_artifacts(self, model: nn.Module, tau: float, directory: Path) -> dict[str, str]:
         """A PNG grid: 16 test images on the top rows, their reconstructions below."""
         from torchvision.utils import save_image
-
-        from tempsched.rundir import atomic_path
 
         x = self._as_float(self.data.x_test[:16].to(self.device))
         _, x_hat, *_ = next(self._passes(model, x, tau))
