@@ -27,6 +27,12 @@ WAIT_SECONDS = 300.0  # how long a test waits for something another process or t
 T = TypeVar("T")
 
 
+def python_path(*folders: Path) -> str:
+    """PYTHONPATH for a subprocess that imports from ``folders``: them first, then this process's PYTHONPATH,
+    so the subprocess imports tempsched from where this process does (a checkout on PYTHONPATH included)."""
+    return os.pathsep.join([*map(str, folders), *filter(None, [os.environ.get("PYTHONPATH")])])
+
+
 def wait_for(condition: Callable[[], T], what: str, timeout: float = WAIT_SECONDS) -> T:
     """Poll ``condition`` until it returns something true, and return that; fail naming ``what`` after ``timeout`` s.
 

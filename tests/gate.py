@@ -17,7 +17,7 @@ import subprocess
 from collections.abc import Iterable
 from pathlib import Path
 
-from conftest import wait_for
+from conftest import python_path, wait_for
 
 from tempsched import BatchProgress, EpochRecord, hookimpl
 
@@ -67,8 +67,7 @@ def plugin_env(folder: Path, epochs: Iterable[int]) -> dict[str, str]:
     dist.mkdir(parents=True)
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: tempsched-test-gate\nVersion: 0\n")
     (dist / "entry_points.txt").write_text(f"[tempsched]\ntest-gate = {__name__}\n")
-    path = [str(folder), str(TESTS), *filter(None, [os.environ.get("PYTHONPATH")])]
-    return {"PYTHONPATH": os.pathsep.join(path), "TEMPSCHED_PLUGINS": "test-gate", ENV_FOLDER: str(folder),
+    return {"PYTHONPATH": python_path(folder, TESTS), "TEMPSCHED_PLUGINS": "test-gate", ENV_FOLDER: str(folder),
             ENV_EPOCHS: ",".join(map(str, epochs))}
 
 

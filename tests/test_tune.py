@@ -19,7 +19,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from conftest import wait_for
+from conftest import python_path, wait_for
 from test_cli import cli
 from toy import toy_manager, toy_settings
 
@@ -203,7 +203,7 @@ def test_kill_9_loses_only_the_trial_in_flight(tmp_path: Path) -> None:
         from tempsched import hookimpl, tune
         tune.run_study(toy.toy_settings(Path({str(study_dir)!r}), trials=4, manager_factory=toy.hanging_manager))
     """)
-    env = {**os.environ, "PYTHONPATH": str(TESTS), "TOY_HANG_TRIAL": "2", "TOY_HANG_MARKER": str(marker)}
+    env = {**os.environ, "PYTHONPATH": python_path(TESTS), "TOY_HANG_TRIAL": "2", "TOY_HANG_MARKER": str(marker)}
     proc = subprocess.Popen([sys.executable, "-c", script], env=env)
     try:
         # trial 2 is in flight once the child writes the marker (then it hangs)
