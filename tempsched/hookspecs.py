@@ -73,7 +73,7 @@ def tempsched_register_tasks(register: Register) -> None:
 def tempsched_register_presets(register: Register) -> None:
     """Add presets: ``register(Preset(...))``.
 
-    A preset is a complete, named recipe (``--plugin NAME`` picks one): the task, which schedule each
+    A preset is a complete, named recipe (``--preset NAME`` picks one): the task, which schedule each
     member follows, the feedback rule, the selection policy, tau settings and default overrides.
     """
 

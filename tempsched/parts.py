@@ -41,6 +41,9 @@ class Param:
     ``omitted_at_default``: a task option added after runs existed whose default computes what those runs
     computed; at its default it is left out of the resolved configuration (config.toml and the fingerprint
     that names and guards a run), so those runs keep their names and still resume.
+    ``cli``: a shortcut option of ``tempsched run`` (``"--patience"``), the same as ``--param NAME=VALUE``
+    for a part's parameter or ``--option NAME=VALUE`` for a task's; the command line collects them from
+    the registry, so it names no plugin's parameter itself.
     """
 
     default: Value
@@ -51,6 +54,7 @@ class Param:
     choices: tuple[Any, ...] = ()
     tune: Range | None = None
     omitted_at_default: bool = False
+    cli: str = ""
 
     def check(self, value: Any, where: str) -> Value:
         """``value`` as this parameter's type, or a one-line UserError naming ``where`` (part and key)."""
@@ -260,7 +264,7 @@ class Evaluation(Part):
 
 @dataclass(frozen=True)
 class Preset:
-    """A complete recipe, picked with ``--plugin NAME``: which parts, how many members, tau settings.
+    """A complete recipe, picked with ``--preset NAME``: which parts, how many members, tau settings.
 
     ``assign(n)`` gives the schedule name of each of the ``n`` members; ``tau_members(n, tau_min, tau_max)``,
     where given, their initial temperatures (``tau.members`` in the configuration overrides it).

@@ -10,8 +10,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from tempsched.cli import main
-from tempsched.config import from_dict
+from tempsched import Param, Schedule, hookimpl
+from tempsched.cli import main, shortcuts
+from tempsched.cli import run as run_command
+from tempsched.config import RunConfig, from_dict
 from tempsched.hardware import cpu_model_and_flags
 from tempsched.plugins import PluginManager
 from tempsched.training import execute, load_run_config
@@ -123,7 +125,7 @@ def _one_line_error(code: int, stderr: str, needle: str) -> None:
     (["--members", "abc"], "Invalid value for '--members'"),
     (["--threads", "100000"], "performance.threads must be between 0 and 1024"),
     (["--seed", "9223372036854775807"], "seed must be between 0 and"),
-    (["--exclude-classes", "two"], "--exclude-classes takes"),
+    (["--exclude-classes", "two"], "task option 'exclude_classes' must be a list of class numbers, got ['two']"),
     (["--tau-min", "-1"], "tau.min must be a positive"),
 ])
 def test_bad_options(args: list[str], needle: str, tmp_path: Path, capsys) -> None:
@@ -199,8 +201,9 @@ def test_corrupt_or_foreign_checkpoint_on_resume(finished_run: Path, content: by
 
 
 def test_resume_rejects_other_options_and_non_run_dirs(finished_run: Path, tmp_path: Path, capsys) -> None:
-    code, _, stderr = cli("run", "--resume", str(finished_run), "--members", "5", capsys=capsys)
-    _one_line_error(code, stderr, "only --epochs, --device, --backend, --threads may be given")
+    for option in (["--members", "5"], ["--patience", "3"]):  # run's own option, a plugin's shortcut
+        code, _, stderr = cli("run", "--resume", str(finished_run), *option, capsys=capsys)
+        _one_line_error(code, stderr, "only --epochs, --device, --backend, --threads may be given")
     code, _, stderr = cli("run", "--resume", str(tmp_path), capsys=capsys)
     _one_line_error(code, stderr, "not a tempsched run directory")
     code, _, stderr = cli("run", "--resume", str(tmp_path / "nothing"), capsys=capsys)
@@ -214,6 +217,93 @@ def test_version_and_help_panels(capsys) -> None:
     assert code == 0
     for panel in ("Data", "Population", "Temperature", "Speed", "Output"):
         assert f"─ {panel} " in out, panel
+
+
+def _panels(help_text: str) -> dict[str, str]:
+    """``run --help``'s panels by title, each the text inside its box."""
+    panels: dict[str, str] = {}
+    title = ""
+    for line in help_text.splitlines():
+        if line.startswith("╭─"):
+            title = line.strip("╭─╮ ")
+            panels[title] = ""
+        elif title:
+            panels[title] += line + "\n"
+    return panels
+
+
+def test_run_help_lists_the_declared_shortcuts_in_panels(capsys, monkeypatch) -> None:
+    """The core CLI names no plugin's parameter: paper-default declares --patience and --feedback-lr, the
+    GS-VAE task its data options, each shown in a panel with the declaration's help."""
+    monkeypatch.setenv("COLUMNS", "200")
+    code, out, _ = cli("run", "--help", capsys=capsys)
+    assert code == 0
+    panels = _panels(out)
+    assert "--patience" in panels["Population"] and "epochs behind the best before feedback starts" in out
+    assert "--feedback-lr" in panels["Population"] and "declared by paper-default" in panels["Population"]
+    for flag in ("--dataset", "--data-dir", "--exclude-classes", "--batch-size", "--train-size", "--val-size",
+                 "--test-size", "--learning-rate"):
+        assert flag in panels["Data"], flag
+    assert "--preset" in panels["Population"]
+
+
+def _resolved(monkeypatch, capsys, *args: str) -> RunConfig:
+    """The configuration ``tempsched run ARGS`` would train (nothing is trained)."""
+    seen: list[RunConfig] = []
+    monkeypatch.setattr(run_command, "_train", lambda manager, resolved, *rest: seen.append(resolved))
+    code, _, stderr = cli("run", *args, capsys=capsys)
+    assert code == 0 and len(seen) == 1, stderr
+    return seen[0]
+
+
+@pytest.mark.parametrize("shortcut,same", [
+    (["--patience", "3"], ["--param", "patience=3"]),
+    (["--feedback-lr", "0.2"], ["--param", "patience.feedback_lr=0.2"]),
+    (["--exclude-classes", "2,3"], ["--option", "exclude_classes=[2,3]"]),
+    (["--dataset", "sample", "--batch-size", "16"], ["--option", "dataset='sample'", "--option", "batch_size=16"]),
+    (["--preset", "standard-annealing"], ["--plugin", "standard-annealing"]),  # --plugin: the old name
+])
+def test_a_shortcut_is_the_option_it_stands_for(shortcut: list[str], same: list[str], tmp_path: Path, monkeypatch,
+                                                capsys) -> None:
+    a = _resolved(monkeypatch, capsys, *shortcut, "--out", str(tmp_path / "a"))
+    b = _resolved(monkeypatch, capsys, *same, "--out", str(tmp_path / "b"))
+    assert a == b and a != _resolved(monkeypatch, capsys, "--out", str(tmp_path / "c"))
+
+
+class _Waiting(Schedule):
+    """A schedule whose parameter claims a shortcut (``--patience`` or another flag, set per test)."""
+
+    name = "waiting"
+    params = {"wait": Param(2, "epochs to wait", low=1, cli="--patience")}
+
+
+class _Clash:
+    """A plugin registering ``_Waiting`` with its shortcut renamed to ``flag``."""
+
+    def __init__(self, flag: str) -> None:
+        self.schedule = type("Waiting", (_Waiting,), {"params": {"wait": Param(2, "epochs to wait", cli=flag)}})
+
+    @hookimpl
+    def tempsched_register_schedules(self, register) -> None:
+        register(self.schedule)
+
+
+@pytest.mark.parametrize("flag,line", [
+    ("--patience", "error: the option --patience is declared twice: by plugin 'clash' for params.wait and by "
+                   "plugin 'paper-default' for params.patience"),
+    ("--epochs", "error: plugin 'clash' declares the option --epochs, which the command has already"),
+    ("-w", "error: plugin 'clash' declares the option '-w' for params.wait: a shortcut is written --lower-case-words"),
+])
+def test_a_shortcut_two_plugins_declare_is_one_line(flag: str, line: str, monkeypatch, capsys) -> None:
+    def manager() -> PluginManager:
+        manager = PluginManager()
+        manager.register(_Clash(flag), name="clash")
+        return manager
+
+    monkeypatch.setattr(shortcuts, "PluginManager", manager)
+    for args in (["run", "--help"], ["run", "--epochs", "1"], ["tune", "--help"]):
+        code, _, stderr = cli(*args, capsys=capsys)
+        assert code == 2 and stderr.strip().splitlines() == [line], stderr
 
 
 def test_tune_takes_run_options_and_rejects_bad_ones_in_one_line(tmp_path: Path, capsys) -> None:

@@ -112,11 +112,11 @@ def test_a_run_directorys_config_keeps_its_part_table_under_a_flat_override(mana
     path = tmp_path / "config.toml"
     path.write_text(saved.to_toml())
     for params in ([], ["patience.feedback_lr=0.05"], ["patience=3"]):
-        c = config_from_options(manager, path, {"patience": 3}, params, [])
+        c = config_from_options(manager, path, {}, params, [], {"params.patience": 3})
         assert c.params["patience"] == BOTH, params
     assert config_from_options(manager, path, {}, ["patience.feedback_lr=0.05", "patience=3"], []) == c
     # a later part value still wins over an earlier flat one, as any later value does
-    c = config_from_options(manager, path, {"patience": 3}, ["patience.patience=4"], [])
+    c = config_from_options(manager, path, {}, ["patience.patience=4"], [], {"params.patience": 3})
     assert c.params["patience"] == {"patience": 4, "feedback_lr": 0.05}
 
 

@@ -113,9 +113,9 @@ class PatienceFeedback(FeedbackRule):
     name = "patience"
     params = {
         "feedback_lr": Param(0.01, "delta tau = feedback_lr * (L_i - L_best)", "authors' code, paper", low=0.0,
-                             tune=Range(1e-4, 1.0, log=True)),
+                             tune=Range(1e-4, 1.0, log=True), cli="--feedback-lr"),
         "patience": Param(5, "epochs behind the best before feedback starts", "authors' code, paper", low=1,
-                          tune=Range(1, 10)),
+                          tune=Range(1, 10), cli="--patience"),
     }
 
     def __init__(self, feedback_lr: float, patience: int) -> None:

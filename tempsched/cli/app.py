@@ -11,6 +11,7 @@ import typer
 from tempsched import __version__
 from tempsched.cli import eval_cmd, options, plugins_cmd, run, tune
 from tempsched.cli.exits import one_line_errors
+from tempsched.cli.shortcuts import ShortcutCommand
 
 app = typer.Typer(
     add_completion=False,
@@ -18,10 +19,10 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     help="Train a population of Gumbel-Softmax VAEs that tune their softmax temperature while they learn.",
 )
-app.command()(run.run)
+app.command(cls=ShortcutCommand)(run.run)
 app.command(name="plugins")(plugins_cmd.plugins)
 app.add_typer(tune.tune_app, name="tune")
-app.command(name="eval")(eval_cmd.evaluate)
+app.command(name="eval", cls=ShortcutCommand)(eval_cmd.evaluate)
 
 
 def _show_version(value: bool) -> None:

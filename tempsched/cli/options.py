@@ -1,9 +1,9 @@
 """The command line's view of the configuration: which option sets which dotted key, and how
 ``--param NAME=VALUE`` / ``--option NAME=VALUE`` values are read.
 
-The shortcut options (``--patience``, ``--dataset``, ...) are documented conveniences; each maps to one
-dotted configuration key (``docs/configuration.md``), and the preset's parts and task decide whether
-that key exists for the run.
+Each of ``run``'s own options (``--members``, ``--tau-min``, ...) maps to one dotted configuration key
+(README: every setting has one dotted key). The shortcuts for a part's parameter or a task's option (``--patience``,
+``--dataset``) are declared by the plugins and collected by ``shortcuts``.
 """
 
 from __future__ import annotations
@@ -16,33 +16,21 @@ from typing import Any, Iterable, Mapping
 
 from tempsched.errors import UserError
 
-# option name -> dotted configuration key
+# run's option name -> dotted configuration key (``--preset`` sets ``plugin``, the key config.toml keeps)
 SHORTCUTS: dict[str, str] = {
-    "plugin": "plugin", "members": "members", "epochs": "epochs", "seed": "seed", "select_on": "select_on",
+    "preset": "plugin", "members": "members", "epochs": "epochs", "seed": "seed", "select_on": "select_on",
     "device": "device",
     "tau_initial": "tau.initial", "tau_min": "tau.min", "tau_max": "tau.max",
-    "patience": "params.patience", "feedback_lr": "params.feedback_lr",
-    "dataset": "task_options.dataset", "data_dir": "task_options.data_dir",
-    "batch_size": "task_options.batch_size", "exclude_classes": "task_options.exclude_classes",
-    "train_size": "task_options.train_size", "val_size": "task_options.val_size",
-    "test_size": "task_options.test_size", "learning_rate": "task_options.learning_rate",
     "backend": "performance.backend", "precision": "performance.precision",
     "channels_last": "performance.channels_last", "threads": "performance.threads",
 }
+DATA, POPULATION = "Data", "Population"  # run --help's panels that plugins' shortcut options join
 
 RUN_OPTIONS_NOT_TAKEN = ("out", "resume", "procs", "peer_timeout")  # a study or report runs in one process
 RUN_OPTIONS = "tempsched.run-options"  # where the adopted options' values wait in the click context
 
 # Settings a resumed run may change: they do not change what the run computes (beyond a stated tolerance).
 RESUMABLE = ("epochs", "device", "backend", "threads")
-
-
-def parse_classes(text: str) -> list[int]:
-    """``--exclude-classes 2,3`` as a list of class numbers."""
-    try:
-        return [int(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise UserError(f"--exclude-classes takes comma-separated class numbers, got '{text}'") from None
 
 
 def parse_value(text: str) -> Any:
@@ -65,13 +53,13 @@ def assignments(texts: Iterable[str], option: str, prefix: str) -> dict[str, Any
     return out
 
 
-def overrides(given: Mapping[str, Any], params: Iterable[str] = (), options: Iterable[str] = ()) -> dict[str, Any]:
-    """The dotted configuration keys the user set: shortcut options (not None), then --param and --option."""
-    out: dict[str, Any] = {}
-    for name, value in given.items():
-        if value is None or name not in SHORTCUTS:
-            continue
-        out[SHORTCUTS[name]] = parse_classes(value) if name == "exclude_classes" else value
+def overrides(given: Mapping[str, Any], params: Iterable[str] = (), options: Iterable[str] = (),
+              declared: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The dotted configuration keys the user set: run's options (not None), the plugins' shortcut options
+    (``declared``, by dotted key), then --param and --option."""
+    out: dict[str, Any] = {SHORTCUTS[name]: value for name, value in given.items()
+                           if value is not None and name in SHORTCUTS}
+    out.update(declared or {})
     out.update(assignments(params, "--param", "params"))
     out.update(assignments(options, "--option", "task_options"))
     return out

@@ -15,23 +15,25 @@ from rich.console import Console
 
 from tempsched import distributed, rundir, training
 from tempsched.cli import options as opt
+from tempsched.cli import shortcuts
 from tempsched.cli.exits import one_line_errors
 from tempsched.cli.live import RichReporter
 from tempsched.config import RunConfig, layer, load_toml
 from tempsched.errors import UserError
 from tempsched.plugins import PluginManager
 
-DATA, POPULATION, TEMPERATURE, SPEED, OUTPUT = "Data", "Population", "Temperature", "Speed", "Output"
+DATA, POPULATION, TEMPERATURE, SPEED, OUTPUT = opt.DATA, opt.POPULATION, "Temperature", "Speed", "Output"
 
 console = Console()
 err_console = Console(stderr=True)
 
 
 def config_from_options(manager: PluginManager, config_file: Optional[Path], given: dict[str, Any],
-                        params: List[str], options: List[str]) -> RunConfig:
-    """The one config path from the command line: defaults <- ``--config`` TOML <- options."""
+                        params: List[str], options: List[str], declared: Optional[dict[str, Any]] = None) -> RunConfig:
+    """The one config path from the command line: defaults <- ``--config`` TOML <- options (``declared``: the
+    plugins' shortcut options given, by dotted key)."""
     toml = load_toml(config_file) if config_file is not None else {}
-    return layer(manager.registry, toml, opt.overrides(given, params, options))
+    return layer(manager.registry, toml, opt.overrides(given, params, options, declared))
 
 
 def config_from_context(manager: PluginManager, ctx: Any) -> RunConfig:
@@ -39,13 +41,14 @@ def config_from_context(manager: PluginManager, ctx: Any) -> RunConfig:
     values = opt.run_values(ctx)
     config_file = values.pop("config", None)
     return config_from_options(manager, config_file, values, values.pop("param", None) or [],
-                               values.pop("option", None) or [])
+                               values.pop("option", None) or [], shortcuts.values(ctx))
 
 
 def run(
     ctx: typer.Context,
-    plugin: Optional[str] = typer.Option(None, help="Preset to run: 'paper-default' (the paper's population), "
-                                         "'standard-annealing' (the baseline), or one a plugin adds.",
+    preset: Optional[str] = typer.Option(None, "--preset", "--plugin", help="Preset to run: 'paper-default' (the "
+                                         "paper's population), 'standard-annealing' (the baseline), or one a "
+                                         "plugin adds ('tempsched plugins' lists them). --plugin is its old name.",
                                          rich_help_panel=POPULATION),
     members: Optional[int] = typer.Option(None, help="Population size n (paper: 5 or 8).", rich_help_panel=POPULATION),
     epochs: Optional[int] = typer.Option(None, help="Epochs to train (default 10).", rich_help_panel=POPULATION),
@@ -58,33 +61,15 @@ def run(
                                             rich_help_panel=POPULATION),
     param: Optional[List[str]] = typer.Option(None, help="Set a part's parameter: NAME=VALUE (every part of the "
                                               "preset that takes NAME) or PART.NAME=VALUE; repeatable. "
-                                              "'tempsched plugins' lists them.", rich_help_panel=POPULATION),
-    patience: Optional[int] = typer.Option(None, help="Shortcut for --param patience=N (paper-default).",
-                                           rich_help_panel=POPULATION),
-    feedback_lr: Optional[float] = typer.Option(None, help="Shortcut for --param feedback_lr=X (paper-default).",
-                                                rich_help_panel=POPULATION),
+                                              "'tempsched plugins' lists them; the shortcut options below are "
+                                              "the ones plugins declare.", rich_help_panel=POPULATION),
     tau_initial: Optional[float] = typer.Option(None, help="Starting temperature of every member.",
                                                 rich_help_panel=TEMPERATURE),
     tau_min: Optional[float] = typer.Option(None, help="Lower temperature bound.", rich_help_panel=TEMPERATURE),
     tau_max: Optional[float] = typer.Option(None, help="Upper temperature bound.", rich_help_panel=TEMPERATURE),
-    dataset: Optional[str] = typer.Option(None, help="sample (embedded MNIST digits, works offline), mnist, "
-                                          "fashion-mnist, cifar10-jpeg, cifar10-exact, cifar10 or celeba.",
-                                          rich_help_panel=DATA),
-    data_dir: Optional[str] = typer.Option(None, help="Folder holding the data set (torchvision layout).",
-                                           rich_help_panel=DATA),
-    batch_size: Optional[int] = typer.Option(None, help="Images per training step (default 128).",
-                                             rich_help_panel=DATA),
-    exclude_classes: Optional[str] = typer.Option(None, help="Train without these classes, e.g. '2,3'.",
-                                                  rich_help_panel=DATA),
-    train_size: Optional[int] = typer.Option(None, help="Use only the first N training images.",
-                                             rich_help_panel=DATA),
-    val_size: Optional[int] = typer.Option(None, help="Validation images carved from the training set.",
-                                           rich_help_panel=DATA),
-    test_size: Optional[int] = typer.Option(None, help="Use only the first N test images.", rich_help_panel=DATA),
-    learning_rate: Optional[float] = typer.Option(None, help="Adam learning rate (default 1e-3).",
-                                                  rich_help_panel=DATA),
     option: Optional[List[str]] = typer.Option(None, help="Set a task option: NAME=VALUE, e.g. z1=[8,4]; "
-                                               "repeatable.", rich_help_panel=DATA),
+                                               "repeatable. 'tempsched plugins' lists them; the shortcut options "
+                                               "below are the ones the task declares.", rich_help_panel=DATA),
     device: Optional[str] = typer.Option(None, help="cpu, cuda or auto (CUDA where there is one).",
                                          rich_help_panel=SPEED),
     backend: Optional[str] = typer.Option(None, help="Member steps: loop (one after another), vmap (vectorised) "
@@ -114,6 +99,7 @@ def run(
 ) -> None:
     """Train a population and save the best member (the main job)."""
     given = {k: v for k, v in locals().items() if k in opt.SHORTCUTS and v is not None}
+    declared = shortcuts.values(ctx)  # the plugins' shortcut options given (--patience, --dataset, ...)
     manager = PluginManager()
     # group: None unless torchrun started this process (``--procs`` starts ``train_rank`` instead)
     with _sigterm_as_interrupt(), distributed.joined(peer_timeout) as group:
@@ -123,13 +109,13 @@ def run(
             return
         if resume is not None:
             changed = set(given) - set(opt.RESUMABLE)
-            if config is not None or out is not None or changed or param or option:
+            if config is not None or out is not None or changed or declared or param or option:
                 raise UserError(f"--resume continues the saved configuration: only "
                                 f"{', '.join('--' + n for n in opt.RESUMABLE)} may be given with it")
             resolved = training.load_run_config(resume, manager, opt.overrides(given))
             run_dir = resume
         else:
-            resolved = config_from_options(manager, config, given, param or [], option or [])
+            resolved = config_from_options(manager, config, given, param or [], option or [], declared)
             run_dir = out or opt.fresh_path("runs", resolved.plugin)
         if procs is not None and procs > 1:
             _launch(RankJob(resolved, run_dir, resume is not None, peer_timeout), procs)

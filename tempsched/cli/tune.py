@@ -19,6 +19,7 @@ from rich.table import Table
 
 from tempsched import tune
 from tempsched.cli.run import config_from_context
+from tempsched.cli.shortcuts import ShortcutGroup
 from tempsched.config import load_toml
 from tempsched.errors import UserError
 from tempsched.plugins import PluginManager
@@ -29,9 +30,10 @@ console = Console()
 err_console = Console(stderr=True)
 
 tune_app = typer.Typer(
+    cls=ShortcutGroup,
     add_completion=False,
     pretty_exceptions_enable=False,
-    help="Tune a preset's outer knobs (feedback lr, patience, tau bounds) with an Optuna study; every trial "
+    help="Tune a preset's outer knobs (its parts' declared ranges, tau bounds) with an Optuna study; every trial "
          "is a whole population run. Also takes every option of 'tempsched run' but --out and --resume. "
          "'tempsched tune report STUDY_DIR' writes the study's plots.",
 )

@@ -45,15 +45,17 @@ class GSVAETask:
     # what runs from before them trained: those runs keep their names and resume (Param.omitted_at_default).
     params = {
         "dataset": Param("sample", "sample (embedded MNIST digits, works offline), mnist, fashion-mnist, "
-                         "cifar10-jpeg, cifar10-exact, cifar10 or celeba", choices=DATASETS),
-        "data_dir": Param("", "folder holding the data set (torchvision layout; empty: ./data)"),
-        "exclude_classes": Param([], "train and validate without these classes (the test set keeps them)"),
-        "batch_size": Param(128, "images per training step", low=1),
+                         "cifar10-jpeg, cifar10-exact, cifar10 or celeba", choices=DATASETS, cli="--dataset"),
+        "data_dir": Param("", "folder holding the data set (torchvision layout; empty: ./data)", cli="--data-dir"),
+        "exclude_classes": Param([], "train and validate without these classes, e.g. 2,3 (the test set keeps "
+                                 "them)", cli="--exclude-classes"),
+        "batch_size": Param(128, "images per training step", low=1, cli="--batch-size"),
         "val_size": Param(0, "validation images carved from the training set (0: max(1, min(10% of train, "
-                          "5000)); at least one image must stay to train on)", low=0),
-        "train_size": Param(0, "use only the first N training images (0: all)", low=0),
-        "test_size": Param(0, "use only the first N test images (0: all)", low=0),
-        "learning_rate": Param(1e-3, "the optimizer's learning rate", "authors' code", low=1e-12),
+                          "5000)); at least one image must stay to train on)", low=0, cli="--val-size"),
+        "train_size": Param(0, "use only the first N training images (0: all)", low=0, cli="--train-size"),
+        "test_size": Param(0, "use only the first N test images (0: all)", low=0, cli="--test-size"),
+        "learning_rate": Param(1e-3, "the optimizer's learning rate", "authors' code", low=1e-12,
+                               cli="--learning-rate"),
         "z1": Param([32, 8], "dual-conv's latent layer z1: [N variables, K classes] (256 units, as the paper's "
                     "z1)", "paper"),
         "z2": Param([16, 8], "dual-conv's latent layer z2: [N variables, K classes] (128 units, as the paper's "
