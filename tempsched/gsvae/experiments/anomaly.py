@@ -23,7 +23,6 @@ from typing import Any, Sequence
 
 import numpy as np
 import torch
-from scipy.stats import rankdata
 
 from tempsched.errors import UserError
 from tempsched.evaluation import Cell, EvalContext, Evaluation
@@ -42,6 +41,8 @@ def auroc(negatives: torch.Tensor, positives: torch.Tensor) -> float:
     above a random negative, ties counting half (the Mann-Whitney U statistic over n_pos * n_neg)."""
     if len(negatives) == 0 or len(positives) == 0:
         raise UserError("AUROC needs at least one clean and one patched image")
+    from scipy.stats import rankdata  # seconds to import, and every command that loads the plugins imports this module
+
     ranks = rankdata(np.concatenate([negatives.numpy(), positives.numpy()]))
     n_neg, n_pos = len(negatives), len(positives)
     return float((ranks[n_neg:].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))

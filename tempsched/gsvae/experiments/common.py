@@ -12,16 +12,18 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import torch
-from matplotlib.figure import Figure
 
 from tempsched.errors import UserError
 from tempsched.gsvae.measure import Scores, score
 from tempsched.parts import Param
 from tempsched.plugins import PluginManager
 from tempsched.training import LoadedRun, load_best, load_run_config
+
+if TYPE_CHECKING:  # pragma: no cover - an annotation only (matplotlib is imported where a figure is drawn)
+    from matplotlib.figure import Figure
 
 HARD_DRAWS = Param(5, "noise draws the hard decoding's figures are averaged over (as recon)", low=1)
 GRID_IMAGES = Param(8, "test images per row of the image grid", low=1, high=64)
@@ -73,6 +75,8 @@ def positive_list(values: list[Any], option: str, integers: bool = False) -> lis
 
 def canvas(width: float = 6.0, height: float = 3.6) -> tuple[Figure, Any]:
     """A figure with one axes, drawn without pyplot (the Agg renderer, no display needed)."""
+    from matplotlib.figure import Figure  # seconds to import: only an evaluation that draws needs it
+
     figure = Figure(figsize=(width, height))
     return figure, figure.add_subplot()
 
