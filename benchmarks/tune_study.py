@@ -2,7 +2,7 @@
 how many trials an hour do 1 and 2 workers finish, and does a study killed with kill -9 resume?
 
 Every step runs the real command line in a subprocess, as a user would:
-1. `tempsched tune --plugin paper-default --trials 20` (TPE, median pruner), timed;
+1. `tempsched tune --preset paper-default --trials 20` (TPE, median pruner), timed;
 2. `tempsched run` with paper-default's defaults and the same data, members, epochs and seed, and both the
    defaults and the exported best.toml again with another seed (does the gain outlive the tuned seed?);
 3. the same number of unpruned random-sampler trials with `--workers 1` and `--workers 2` (trials/hour);
@@ -35,7 +35,7 @@ TEMPSCHED = [sys.executable, "-c", "from tempsched.cli import main; main()"]
 
 
 def data_args(data_dir: Path, train: int, members: int, epochs: int) -> list[str]:
-    return ["--plugin", "paper-default", "--dataset", "mnist", "--data-dir", str(data_dir), "--train-size", str(train),
+    return ["--preset", "paper-default", "--dataset", "mnist", "--data-dir", str(data_dir), "--train-size", str(train),
             "--test-size", str(train), "--members", str(members), "--epochs", str(epochs), "--seed", "0"]
 
 

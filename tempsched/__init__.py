@@ -9,13 +9,14 @@ plans from and its actions (``Keep``, ``Copy``, ``Retire``), the records lifecyc
 from tempsched.errors import UserError
 from tempsched.evaluation import EvalContext, Evaluation, Report
 from tempsched.hookspecs import hookimpl
-from tempsched.parts import (Copy, EpochContext, FeedbackRule, Keep, MemberView, Param, Part, PopulationView, Preset,
-                             Range, Retire, Schedule, SelectionPolicy, StepContext, log_spaced)
+from tempsched.parts import (Action, Copy, EpochContext, FeedbackRule, Keep, MemberView, Param, Part, PopulationView,
+                             Preset, Range, Retire, Schedule, SelectionPolicy, StepContext, log_spaced)
 from tempsched.records import BatchProgress, EpochRecord, RunInfo, RunSummary
 from tempsched.task import Task, TaskEnv
 
 __all__ = [
-    "BatchProgress", "Copy", "Keep", "MemberView", "PopulationView", "Retire", "log_spaced", "EpochContext", "EvalContext", "Evaluation", "Report", "EpochRecord", "FeedbackRule", "Param", "Part", "Preset", "Range", "RunInfo",
+    "Action", "BatchProgress", "Copy", "Keep", "MemberView", "PopulationView", "Retire", "log_spaced", "EpochContext",
+    "EvalContext", "Evaluation", "Report", "EpochRecord", "FeedbackRule", "Param", "Part", "Preset", "Range", "RunInfo",
     "RunSummary", "Schedule", "SelectionPolicy", "StepContext", "Task", "TaskEnv", "UserError", "hookimpl",
     "__version__",
 ]

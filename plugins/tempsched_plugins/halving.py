@@ -19,8 +19,7 @@ import math
 import random
 from typing import Any, Sequence
 
-from tempsched import Keep, PopulationView, Preset, Retire, SelectionPolicy, hookimpl, log_spaced
-from tempsched.parts import Action
+from tempsched import Action, Keep, PopulationView, Preset, Retire, SelectionPolicy, hookimpl, log_spaced
 
 
 def rungs(members: int, epochs: int) -> list[int]:

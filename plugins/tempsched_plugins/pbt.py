@@ -22,8 +22,7 @@ import math
 import random
 from typing import Any, Sequence
 
-from tempsched import Copy, Keep, Param, PopulationView, Preset, SelectionPolicy, hookimpl, log_spaced
-from tempsched.parts import Action
+from tempsched import Action, Copy, Keep, Param, PopulationView, Preset, SelectionPolicy, hookimpl, log_spaced
 
 PERTURB = (1.2, 0.8)  # Jaderberg et al.'s factors, as in Ray Tune's PBT
 
