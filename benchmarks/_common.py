@@ -20,10 +20,11 @@ from typing import Any, Callable, Mapping
 import torch
 
 from tempsched import rundir as rd
-from tempsched.config import RunConfig
+from tempsched.build import Built, build
 from tempsched.hardware import cpu_model_and_flags
 from tempsched.plugins import PluginManager
-from tempsched.training import Built, EpochCallback, build, execute, load_run_config
+from tempsched.session import EpochCallback, execute
+from tempsched.spec import RunSpec, resume, saved_config
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "benchmarks.md"
@@ -164,24 +165,26 @@ def header() -> None:
     print(f"machine: {machine(load=False)}", flush=True)
 
 
-def train_to(manager: PluginManager, run_dir: Path, new: Callable[[], RunConfig], overrides: Mapping[str, Any],
+def train_to(manager: PluginManager, run_dir: Path, new: Callable[[], RunSpec], overrides: Mapping[str, Any],
              on_epoch: EpochCallback | None = None) -> None:
     """Train the run in ``run_dir``: resumed from its checkpoint with ``overrides`` (dotted keys such as
-    ``epochs`` and ``performance.threads``) where there is one, else a new run of ``new()``; a folder killed
-    before its first checkpoint is cleared first. A benchmark cell killed anywhere goes on from here."""
+    ``epochs`` and ``performance.threads``) where there is one, as ``tempsched run --resume`` does (its saved
+    configuration; its spec moved along), else a new run of the spec ``new()``; a folder killed before its
+    first checkpoint is cleared first. A benchmark cell killed anywhere goes on from here."""
     if (run_dir / rd.STATE).is_file():
-        config = load_run_config(run_dir, manager, dict(overrides))
-        execute(config, manager, run_dir, resume=True, on_epoch=on_epoch)
+        spec, config = resume(run_dir, manager.registry, dict(overrides))
+        execute(config, manager, run_dir, resume=True, on_epoch=on_epoch, spec=spec)
         return
     if run_dir.is_dir():
         rd.RunDir(run_dir).discard_unstarted()
-    execute(new(), manager, run_dir, on_epoch=on_epoch)
+    spec = new()
+    execute(spec.resolve(manager.registry), manager, run_dir, on_epoch=on_epoch, spec=spec)
 
 
 def last_weights(manager: PluginManager, run_dir: Path) -> Built:
     """The run's population holding its last checkpoint's weights (state.pt, loaded through the population's
     own ``load_state_dict``), not best.pt's: what a benchmark measures at the end of its budget."""
     state = rd.load_torch(run_dir / rd.STATE, rd.STATE_FORMAT)
-    built = build(load_run_config(run_dir, manager), manager)
+    built = build(saved_config(run_dir, manager.registry), manager)
     built.population.load_state_dict(state["population"])
     return built

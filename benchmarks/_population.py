@@ -22,9 +22,10 @@ os.environ.setdefault("TEMPSCHED_PLUGINS", "")
 import torch  # noqa: E402
 from _common import SHARED_DATA  # noqa: E402
 
-from tempsched.config import RunConfig, from_dict  # noqa: E402
+from tempsched.config import RunConfig  # noqa: E402
 from tempsched.plugins import PluginManager  # noqa: E402
-from tempsched.training import execute, resolve_config  # noqa: E402
+from tempsched.session import execute  # noqa: E402
+from tempsched.spec import RunSpec  # noqa: E402
 
 RESULT_PREFIX = "RESULT "
 
@@ -32,11 +33,11 @@ RESULT_PREFIX = "RESULT "
 def mnist_config(manager: PluginManager, members: int, epochs: int, train_size: int, seed: int = 0,
                  **performance: Any) -> RunConfig:
     """paper-default with ``members`` members on the first ``train_size`` MNIST images (0: all)."""
-    return resolve_config(from_dict({
+    return RunSpec({
         "plugin": "paper-default", "members": members, "epochs": epochs, "seed": seed,
         "data": {"dataset": "mnist", "data_dir": str(SHARED_DATA), "train_size": train_size},
         "performance": performance,
-    }), manager)
+    }).resolve(manager.registry)
 
 
 def peak_rss_mb() -> float:

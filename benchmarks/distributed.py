@@ -34,7 +34,7 @@ from vs_naive import paper_style
 from tempsched import distributed
 from tempsched.gsvae.data import load
 from tempsched.plugins import PluginManager
-from tempsched.training import execute, follow
+from tempsched.session import execute, follow
 
 BATCH = 128  # mnist_config's batch size (the task's default)
 TARGET_PROCS, TARGET_ROOF, TARGET_PAPER = 1.3, 0.45, 2.0

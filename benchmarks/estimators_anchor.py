@@ -37,10 +37,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import ROOT, SHARED_DATA, last_weights, train_to  # noqa: E402
 
 from tempsched import rundir as rd  # noqa: E402
-from tempsched.config import layer  # noqa: E402
 from tempsched.errors import UserError  # noqa: E402
 from tempsched.gsvae.presets import BENCH_TAU  # noqa: E402
 from tempsched.plugins import PluginManager  # noqa: E402
+from tempsched.spec import RunSpec  # noqa: E402
 
 RESULTS = ROOT / "docs" / "estimators"
 DOC = ROOT / "docs" / "estimators.md"
@@ -114,8 +114,9 @@ def load_result(out: Path, cell: Cell, budget: Budget | None = None) -> dict[str
     return result
 
 
-def _config(manager: PluginManager, cell: Cell, budget: Budget, epochs: int, threads: int, data_dir: Path) -> Any:
-    return layer(manager.registry, {
+def _spec(cell: Cell, budget: Budget, epochs: int, threads: int, data_dir: Path) -> RunSpec:
+    """The spec of the cell's run trained to ``epochs``."""
+    return RunSpec({
         "plugin": f"reinmax-bench-{cell.estimator}", "seed": cell.seed, "epochs": epochs,
         "task_options": {"data_dir": str(data_dir), "train_size": budget.train_size, "test_size": budget.test_size},
         "performance": {"threads": threads},
@@ -125,7 +126,7 @@ def _config(manager: PluginManager, cell: Cell, budget: Budget, epochs: int, thr
 def _train_to(manager: PluginManager, cell: Cell, budget: Budget, epochs: int, run_dir: Path, threads: int,
               data_dir: Path) -> None:
     """Train the cell's run to ``epochs``: resumed from its checkpoint where there is one."""
-    train_to(manager, run_dir, lambda: _config(manager, cell, budget, epochs, threads, data_dir),
+    train_to(manager, run_dir, lambda: _spec(cell, budget, epochs, threads, data_dir),
              {"epochs": epochs, "performance.threads": threads})
 
 

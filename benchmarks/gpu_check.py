@@ -25,10 +25,10 @@ from _common import append_section, command, machine
 from roofline import flops_per_second
 from torch.utils.flop_counter import FlopCounterMode
 
-from tempsched.config import from_dict
+from tempsched.build import Built, build
 from tempsched.errors import describe_exception
 from tempsched.plugins import PluginManager
-from tempsched.training import Built, build, resolve_config
+from tempsched.spec import RunSpec
 
 TARGET = 0.3
 SETTINGS = [("loop", "fp32"), ("vmap", "fp32"), ("vmap", "bf16")]
@@ -36,11 +36,11 @@ SETTINGS = [("loop", "fp32"), ("vmap", "fp32"), ("vmap", "bf16")]
 
 def population(members: int, backend: str, precision: str, args: argparse.Namespace) -> Built:
     manager = PluginManager()
-    config = resolve_config(from_dict({
+    config = RunSpec({
         "plugin": "paper-default", "members": members, "epochs": 1000, "seed": 0, "device": args.device,
         "task_options": {"dataset": args.dataset, "data_dir": args.data_dir, "train_size": args.train_size},
         "performance": {"backend": backend, "precision": precision},
-    }), manager)
+    }).resolve(manager.registry)
     return build(config, manager)
 
 

@@ -19,10 +19,10 @@ os.environ.setdefault("TEMPSCHED_PLUGINS", "")
 
 from _common import SHARED_DATA, append_section, header  # noqa: E402
 
-from tempsched.config import from_dict  # noqa: E402
 from tempsched.plugins import PluginManager  # noqa: E402
 from tempsched.rundir import RunDir  # noqa: E402
-from tempsched.training import execute, load_run_config, resolve_config  # noqa: E402
+from tempsched.session import execute  # noqa: E402
+from tempsched.spec import RunSpec, resume  # noqa: E402
 
 PRESETS = ("paper-default", "standard-annealing")
 
@@ -31,14 +31,14 @@ def run(preset: str, epochs: int, train_size: int, data_dir: Path, out: Path) ->
     """Train (or continue) one preset's run; returns its summary and member count."""
     manager = PluginManager()
     if (out / "state.pt").is_file():
-        config = load_run_config(out, manager)
-        config.epochs = epochs
-        return execute(resolve_config(config, manager), manager, out, resume=True), config.members or 1
-    config = resolve_config(from_dict({
+        spec, config = resume(out, manager.registry, {"epochs": epochs})
+        return execute(config, manager, out, resume=True, spec=spec), config.members or 1
+    spec = RunSpec({
         "plugin": preset, "epochs": epochs, "seed": 0,
         "data": {"dataset": "mnist", "data_dir": str(data_dir), "train_size": train_size},
-    }), manager)
-    return execute(config, manager, out), config.members or 1
+    })
+    config = spec.resolve(manager.registry)
+    return execute(config, manager, out, spec=spec), config.members or 1
 
 
 def main() -> None:

@@ -44,23 +44,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-import torch
 from scipy.stats import t as student_t
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import ROOT, SHARED_DATA, last_weights, train_to  # noqa: E402
 
 from tempsched import rundir as rd  # noqa: E402
-from tempsched.config import RunConfig, layer  # noqa: E402
+from tempsched.build import Built, build  # noqa: E402
+from tempsched.config import RunConfig  # noqa: E402
 from tempsched.errors import UserError  # noqa: E402
 from tempsched.gsvae.data import validation_size  # noqa: E402
 from tempsched.gsvae.likelihood import exact_log_likelihood  # noqa: E402
 from tempsched.gsvae.presets import BENCH_OPTIONS, BENCH_TAU  # noqa: E402
 from tempsched.plugins import PluginManager  # noqa: E402
 from tempsched.records import EpochRecord  # noqa: E402
-from tempsched.trajectories import copied_from, read_policy  # noqa: E402
-from tempsched.training import Built, build, load_run_config  # noqa: E402
-from tempsched_plugins.replay import replay_config  # noqa: E402
+from tempsched.spec import RunSpec, saved_config  # noqa: E402
+from tempsched.trajectories import copied_from, read_policy, replay_spec  # noqa: E402
 
 RESULTS = ROOT / "docs" / "estimators" / "pbt"
 DOC = ROOT / "docs" / "estimators.md"
@@ -184,27 +183,33 @@ def _keys(cell: Cell, budget: Budget, data_dir: Path, threads: int) -> dict[str,
             "select_on": SELECT_ON, "performance.threads": threads}
 
 
-def run_config(manager: PluginManager, cell: Cell, budget: Budget, data_dir: Path, threads: int,
-               run: str, cache: Path) -> RunConfig:
-    """The configuration of the cell's run named ``run`` (see ``Cell.runs``)."""
+def run_spec(manager: PluginManager, cell: Cell, budget: Budget, data_dir: Path, threads: int,
+             run: str, cache: Path) -> RunSpec:
+    """The spec of the cell's run named ``run`` (see ``Cell.runs``)."""
     keys, taus = _keys(cell, budget, data_dir, threads), cell.taus
     bounds = {"tau.min": min(taus), "tau.max": max(taus)}
     if cell.arm == "grid":
         k = cell.runs().index(run)
-        return layer(manager.registry, None, {**keys, **bounds, "plugin": f"reinmax-bench-{cell.estimator}",
-                                              "tau.initial": taus[k], "member_offset": k})
+        return RunSpec({}, {**keys, **bounds, "plugin": f"reinmax-bench-{cell.estimator}",
+                            "tau.initial": taus[k], "member_offset": k})
     if cell.arm == "population":
-        return layer(manager.registry, None, {**keys, **bounds, "plugin": "pbt", "members": len(taus),
-                                              "tau.members": list(taus), "params.pbt.interval": 1})
+        return RunSpec({}, {**keys, **bounds, "plugin": "pbt", "members": len(taus),
+                            "tau.members": list(taus), "params.pbt.interval": 1})
     if cell.arm == "replay":
         source = _run_dir(cache, budget, Cell(cell.estimator, cell.seed, "population"), "population")
         if not (source / rd.SUMMARY).is_file():
             raise UserError(f"cell {cell.name} replays {source}, which has not finished: run cell "
                             f"{cell.estimator}-seed{cell.seed}-population first")
         root = read_policy(source)[0]["member"]  # the lineage's first member: the replay starts as it did
-        return layer(manager.registry, replay_config(source, manager).to_dict(),
-                     {"performance.threads": threads, "member_offset": root - 1})
-    return layer(manager.registry, None, {**keys, "plugin": "standard-annealing"})
+        replay = replay_spec(source, saved_config(source, manager.registry)).resolve(manager.registry)
+        return RunSpec(replay.to_dict(), {"performance.threads": threads, "member_offset": root - 1})
+    return RunSpec({}, {**keys, "plugin": "standard-annealing"})
+
+
+def run_config(manager: PluginManager, cell: Cell, budget: Budget, data_dir: Path, threads: int,
+               run: str, cache: Path) -> RunConfig:
+    """The configuration of the cell's run named ``run``: its ``run_spec`` resolved."""
+    return run_spec(manager, cell, budget, data_dir, threads, run, cache).resolve(manager.registry)
 
 
 def _run_dir(cache: Path, budget: Budget, cell: Cell, run: str) -> Path:
@@ -243,7 +248,7 @@ def _epoch_logger(manager: PluginManager, cell: Cell, run_dir: Path, entry: dict
                                    "engine": record.engine_seconds, "save": record.save_seconds}
         if cell.arm == "population":
             if not probe:
-                probe.append(build(load_run_config(run_dir, manager), manager))
+                probe.append(build(saved_config(run_dir, manager.registry), manager))
             figures.update(_held_out_signal(probe[0], run_dir, record))
         entry["epochs"][str(record.epoch + 1)] = figures
         save()
@@ -294,7 +299,7 @@ def run_cell(manager: PluginManager, cell: Cell, budget: Budget, out: Path, cach
         print(f"{cell.name}: {run}", file=sys.stderr, flush=True)
         save = lambda: _save(out, budget, cell, result)  # noqa: E731 - the callback's one action
         if not _finished(run_dir, cell.epochs(budget)):
-            train_to(manager, run_dir, lambda: run_config(manager, cell, budget, data_dir, threads, run, cache),
+            train_to(manager, run_dir, lambda: run_spec(manager, cell, budget, data_dir, threads, run, cache),
                      {"epochs": cell.epochs(budget), "performance.threads": threads},
                      _epoch_logger(manager, cell, run_dir, entry, save))
         entry["final"] = _final(manager, run_dir, SETTINGS[budget.setting])

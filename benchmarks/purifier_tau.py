@@ -29,7 +29,7 @@ from tempsched.gsvae.experiments.attacks import Attacks  # noqa: E402
 from tempsched.gsvae.measure import unit_images  # noqa: E402
 from tempsched.gsvae.purify import Pipeline, Purifier  # noqa: E402
 from tempsched.plugins import PluginManager  # noqa: E402
-from tempsched.training import load_best  # noqa: E402
+from tempsched.runs import load_best  # noqa: E402
 
 # The cell's two runs (named in docs/reproduction/mnist-robustness) and the attacks evaluation's defaults,
 # which the cell ran with: the same CNN (reused from the cache), images and PGD budget.

@@ -1,6 +1,6 @@
 """Fill docs/reproduction.md cell by cell: the paper's experiments at the budgets of issue 11.
 
-Each cell trains its runs through ``training.ensure_run`` in the cache folder (``--cache``, default
+Each cell trains its runs through ``tempsched.runs.ensure_run`` in the cache folder (``--cache``, default
 ``../repro-runs`` beside the repository, so a new checkout of the work tree keeps them; a finished run is
 reused, a cut-off one resumed) and runs its evaluations (one whose report in the cache was written for the
 same options and runs is reused; delete ``<cache>/reports/<cell>/<evaluation>`` to run it again). A finished
@@ -28,7 +28,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # reproduction_figures, beside this script
@@ -38,6 +38,9 @@ DOC = ROOT / "docs" / "reproduction.md"
 RESULTS = ROOT / "docs" / "reproduction"
 NOTES = ROOT / "benchmarks" / "reproduction_notes.md"
 RUN_FILES = ("summary.json", "metrics.jsonl", "policy.json", "trajectories.png", "config.toml")
+
+if TYPE_CHECKING:
+    from tempsched.spec import RunSpec
 
 
 @dataclass(frozen=True)
@@ -142,12 +145,12 @@ class Where:
         return describe(self.device)
 
 
-def _config(manager: Any, toml: dict[str, Any], where: Where, changes: dict[str, Any] | None = None) -> Any:
-    """The cell's base configuration with ``changes`` (dotted keys) layered on before it is resolved, so a
-    change of preset or population size gets that preset's schedules and parts."""
-    from tempsched.config import layer
+def _spec(toml: dict[str, Any], where: Where, changes: dict[str, Any] | None = None) -> RunSpec:
+    """The spec of the cell's base configuration with ``changes`` (dotted keys) over it: resolved as a whole,
+    so a change of preset or population size gets that preset's schedules and parts."""
+    from tempsched.spec import RunSpec
 
-    return layer(manager.registry, toml, {**where.keys(), **(changes or {})})
+    return RunSpec(toml, {**where.keys(), **(changes or {})})
 
 
 def _settings(change: dict[str, Any]) -> dict[str, Any]:
@@ -178,17 +181,17 @@ def _keep(source: Path, target: Path, names: tuple[str, ...] | None = None) -> N
 
 def run_cell(cell: Cell, where: Where, cache: Path) -> None:
     """Train the cell's population (reused or resumed if there), then run its evaluations."""
-    from tempsched import training
-    from tempsched.cli.eval_cmd import evaluation_options
-    from tempsched.evaluation import EvalContext, Report, run_evaluation
+    from tempsched.evaluation import evaluate
     from tempsched.plugins import PluginManager
+    from tempsched.runs import ensure_run
 
     manager = PluginManager()
     if where.threads:
         import torch
 
         torch.set_num_threads(where.threads)  # also for evaluations of runs that are reused, not trained here
-    config = _config(manager, cell.base, where)
+    spec = _spec(cell.base, where)
+    spec.resolve(manager.registry)  # the cell's configuration checked before any work
     started = time.time()
     tuned = _tuned_keys(cell, where, manager, cache) if cell.study else {}
     run_dirs = []
@@ -196,24 +199,17 @@ def run_cell(cell: Cell, where: Where, cache: Path) -> None:
         keys = _settings(change)
         if change.get("tuned"):
             keys.update(tuned)
-        run_dirs.append(training.ensure_run(_config(manager, cell.base, where, keys), manager, cache))
+        run_dirs.append(ensure_run(_spec(cell.base, where, keys), manager, cache))
     reports = {}
     for name, settings in cell.evaluations:
         if name not in manager.registry.evaluations:
             print(f"{cell.name}: evaluation '{name}' is not available yet; skipped", flush=True)
             continue
         out = cache / "reports" / cell.name / name
-        report = Report(out, f"{cell.name}: {name}")
-        chosen = evaluation_options(manager, name, settings)
-        written = {"evaluation": name, "options": chosen, "runs": [r.name for r in run_dirs],
-                   "base": config.to_dict()}
-        if report.written_for(written):
+        report = evaluate(name, run_dirs, out, manager=manager, spec=spec, options=settings, cache=cache,
+                          skip_done=True, title=f"{cell.name}: {name}", run_names=[r.name for r in run_dirs])
+        if not report.files:  # it wrote nothing: its report in the cache was written for these inputs
             print(f"{cell.name}: {name} is done (its report in the cache); reused", flush=True)
-        else:
-            evaluation = training.build_part(manager, "evaluations", name, chosen)
-            run_evaluation(evaluation, EvalContext(runs=run_dirs, base=config, report=report, manager=manager,
-                                                   cache=cache, train=lambda c: training.ensure_run(c, manager, cache)),
-                           written)
         reports[name] = out
         _keep(out, RESULTS / cell.name / name)  # now, so a cell cut off in a later evaluation shows this one
     record = {"cell": cell.name, "runs": [r.name for r in run_dirs], "evaluations": list(reports),
@@ -234,10 +230,11 @@ def _tuned_keys(cell: Cell, where: Where, manager: Any, cache: Path) -> dict[str
     from tempsched.space import SearchSpace
 
     assert cell.study is not None
-    base = _config(manager, cell.base, where, {k: v for k, v in cell.study.items() if k != "trials"})
+    spec = _spec(cell.base, where, {k: v for k, v in cell.study.items() if k != "trials"})
+    base = spec.resolve(manager.registry)
     space = manager.search_space(manager.registry.presets[base.plugin], SearchSpace.for_run(base, manager.registry))
     study_dir = cache / "studies" / cell.name
-    settings = tune.TuneSettings(base=base, space=space, trials=cell.study["trials"], study_dir=study_dir,
+    settings = tune.TuneSettings(spec=spec, space=space, trials=cell.study["trials"], study_dir=study_dir,
                                  study_name=cell.name)
     result = tune.run_study(settings)
     if result.best is None:
@@ -313,8 +310,8 @@ def _with_intervals(report_dir: Path, body: str) -> str:
 def _collect_finished_runs(cache: Path) -> None:
     """Keep (in docs/reproduction/<cell>/run) each cell's first run that has finished in the cache, also
     while the cell's evaluations are still to come, so the doc can show what is already measured."""
-    from tempsched import training
     from tempsched.plugins import PluginManager
+    from tempsched.runs import finished_run
 
     manager = PluginManager()
     kept: set[str] = {json.loads((RESULTS / c.name / "cell.json").read_text())["runs"][0]
@@ -322,7 +319,7 @@ def _collect_finished_runs(cache: Path) -> None:
     for cell in CELLS:
         if not cell.runs or cell.study or _state(cell) == "done":
             continue
-        run_dir = training.finished_run(_config(manager, cell.base, Where(), _settings(cell.runs[0])), cache)
+        run_dir = finished_run(_spec(cell.base, Where(), _settings(cell.runs[0])).resolve(manager.registry), cache)
         if run_dir is not None and run_dir.name not in kept:
             _keep(run_dir, RESULTS / cell.name / "run", RUN_FILES)
             kept.add(run_dir.name)
@@ -550,7 +547,7 @@ def main(argv: list[str] | None = None) -> int:
     from tempsched.errors import UserError
 
     if args.rename_cache:
-        from tempsched.training import rename_cached_runs
+        from tempsched.runs import rename_cached_runs
 
         try:
             renamed = rename_cached_runs(cache)
@@ -561,7 +558,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{old} -> {new}")
         print(f"renamed {len(renamed)} run(s) in {cache}")
         return 0
-    from tempsched.training import unrenamed_runs
+    from tempsched.runs import unrenamed_runs
 
     unnamed = unrenamed_runs(cache)
     if unnamed:  # refused, not retrained: hours of training would be done twice under a new name

@@ -20,8 +20,8 @@ from _population import mnist_config
 from torch.profiler import ProfilerActivity, profile
 from torch.utils.flop_counter import FlopCounterMode
 
+from tempsched.build import build
 from tempsched.plugins import PluginManager
-from tempsched.training import build
 
 
 def flops_per_second(fn: Callable[[], object], flops: float, seconds: float) -> float:

@@ -22,11 +22,11 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
 
+from tempsched.build import build
 from tempsched.engine import clamp
 from tempsched.gsvae.loss import negative_elbo
 from tempsched.parts import EpochContext
 from tempsched.plugins import PluginManager
-from tempsched.training import build
 
 
 class PILImages(Dataset):

@@ -23,10 +23,10 @@ import torch
 from _common import append_section, header
 from _population import command_line, emit, in_subprocess, mnist_config, tempsched_side, verdict
 
+from tempsched.build import build
 from tempsched.engine import clamp
 from tempsched.parts import EpochContext
 from tempsched.plugins import PluginManager
-from tempsched.training import build
 
 MEMBERS = 8
 

@@ -13,19 +13,24 @@ nothing of what an evaluation measures.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import tomli_w
 
 from tempsched import rundir as rd
+from tempsched.build import build_part, build_task
 from tempsched.config import RunConfig
 from tempsched.errors import UserError, describe_exception
 from tempsched.parts import Evaluation
 from tempsched.plugins import PluginManager
+from tempsched.runs import LoadedRun, ensure_run, load_best
+from tempsched.spec import RunSpec, saved_config, saved_spec
+from tempsched.task import Task
 
 Cell = str | float | int | None
 MANIFEST = ".manifest.json"  # hidden: a copy of a report's figures and tables (reproduce.py) leaves it out
@@ -223,25 +228,115 @@ def quiet_progress(description: str, total: int) -> Callable[[int], None]:
 
 @dataclass
 class EvalContext:
-    """What an evaluation gets: its inputs, a way to train runs, progress and the report to fill."""
+    """What an evaluation gets: the run directories given, the run spec of the command line (``spec``; ``base``
+    is its resolution), the report to fill, progress, and what evaluations need from the engine: load a run,
+    its configuration or model (``run_config``, ``load_run``), derive a spec with overrides (``derive``),
+    resolve one (``resolve``), train or reuse one (``train``), build a configuration's task (``build_task``).
+    Evaluations use these and import nothing else of the engine."""
 
     runs: list[Path]
-    base: RunConfig
+    spec: RunSpec
     report: Report
-    train: Callable[[RunConfig], Path]  # train (or reuse, or resume) a run of this config; its directory
-    progress: Progress = quiet_progress
-    manager: PluginManager | None = None  # the plugin manager of the command (a fresh one when not given)
+    manager: PluginManager
     cache: Path = Path("runs/eval")  # where ``train`` keeps runs; evaluations keep other reusable work here too
+    progress: Progress = quiet_progress
+    base: RunConfig = field(init=False)
 
     def __post_init__(self) -> None:
-        if self.manager is None:
-            self.manager = PluginManager()
+        self.base = self.spec.resolve(self.manager.registry)
 
     def need_runs(self, at_least: int = 1) -> list[Path]:
         """The run directories given, refusing too few with one line."""
         if len(self.runs) < at_least:
             raise UserError(f"this evaluation needs at least {at_least} run director{'y' if at_least == 1 else 'ies'}")
         return self.runs
+
+    def derive(self, overrides: Mapping[str, Any], spec: RunSpec | None = None) -> RunSpec:
+        """``spec`` (default: the command line's) with ``overrides`` (dotted keys) applied."""
+        return (spec or self.spec).with_overrides(overrides)
+
+    def resolve(self, spec: RunSpec) -> RunConfig:
+        """The complete configuration ``spec`` resolves to (checked: a mistake is one line)."""
+        return spec.resolve(self.manager.registry)
+
+    def train(self, spec: RunSpec) -> Path:
+        """The directory of a finished run of ``spec``: reused, resumed or trained in ``cache``."""
+        return ensure_run(spec, self.manager, self.cache)
+
+    def run_config(self, run_dir: Path) -> RunConfig:
+        """The resolved configuration a run directory holds."""
+        return saved_config(run_dir, self.manager.registry)
+
+    def run_spec(self, run_dir: Path) -> RunSpec:
+        """The spec a run was started from, with the device and speed settings of the command line."""
+        return self.with_local_settings(saved_spec(run_dir))
+
+    def with_local_settings(self, spec: RunSpec) -> RunSpec:
+        """``spec`` trained where and as fast as the command line says (device, threads, backend, precision):
+        those settings enter neither a run's fingerprint nor its figures' meaning."""
+        speed = {f"performance.{key}": value for key, value in dataclasses.asdict(self.base.performance).items()}
+        return spec.with_overrides({"device": self.base.device, **speed})
+
+    def load_run(self, run_dir: Path, task: Task | None = None) -> LoadedRun:
+        """A finished run's best model with its configuration and task, on the command line's device;
+        ``task`` reuses one already built (its images already in memory)."""
+        return load_best(Path(run_dir), self.manager, task, self.base.device)
+
+    def build_task(self, config: RunConfig) -> Task:
+        """The task of ``config``, its data loaded (a data set a run cannot use fails here, in one line)."""
+        return build_task(config, self.manager)
+
+
+def evaluation_options(manager: PluginManager, name: str, settings: Mapping[str, Any]) -> dict[str, Any]:
+    """Every option of evaluation ``name``: its declared defaults with ``settings`` over them, each checked by
+    its ``Param`` as a part's parameters are."""
+    cls = manager.registry.get("evaluations", name)
+    values = {key: param.default for key, param in cls.params.items()}
+    for key, value in settings.items():
+        if key not in cls.params:
+            raise UserError(f"evaluation '{name}' has no option '{key}' (its options: {', '.join(cls.params) or 'none'})")
+        values[key] = value
+    return {key: cls.params[key].check(value, f"evaluation option '{key}'") for key, value in values.items()}
+
+
+def evaluate(name: str, runs: Sequence[Path], out: Path, *, manager: PluginManager, spec: RunSpec | None = None,
+             options: Mapping[str, Any] | None = None, cache: Path = Path("runs/eval"),
+             progress: Progress = quiet_progress, skip_done: bool = False, title: str | None = None,
+             run_names: Sequence[str] | None = None) -> Report:
+    """Run evaluation ``name`` on ``runs`` into the report folder ``out``: the one way to run an evaluation
+    (``tempsched eval``, the reproduction script and the tests call it).
+
+    Everything a user can get wrong is refused in one line before any work: an unknown evaluation or
+    option, a folder that cannot hold the report, a path that is not a run directory, too few runs, a run
+    of a task the evaluation does not measure. ``spec``: the run options (default: the default preset), for
+    evaluations that train runs. ``skip_done``: a folder holding a whole report written for exactly these
+    inputs is kept as it is (``Report.written_for``). ``title``: the report's (default: the evaluation's);
+    ``run_names``: how the report's config.toml names the runs (default: their paths), so that a script whose
+    cache may move (the reproduction names runs by their folder's name) still finds the reports it wrote."""
+    chosen = evaluation_options(manager, name, options or {})
+    cls = manager.registry.get("evaluations", name)
+    report = Report(out, title or cls.title or name)
+    report.check()  # a file, a run or a stranger's folder is refused now, not after the evaluation's work
+    evaluation = build_part(manager, "evaluations", name, chosen)
+    ctx = EvalContext(runs=[Path(r) for r in runs], spec=spec or RunSpec(), report=report, manager=manager,
+                      cache=Path(cache), progress=progress)
+    for run_dir in ctx.runs:
+        task = ctx.run_config(run_dir).task  # not a run directory: one line, before any work
+        if cls.task is not None and task != cls.task:
+            raise UserError(f"{run_dir} is a run of task '{task}': evaluation '{name}' measures "
+                            f"'{cls.task}' runs only")
+    if len(ctx.runs) < cls.needs_runs:
+        raise UserError(f"evaluation '{name}' needs {cls.needs_runs} run director"
+                        f"{'y' if cls.needs_runs == 1 else 'ies'}, got {len(ctx.runs)}")
+    if not ctx.runs and cls.task is not None and ctx.base.task != cls.task:
+        raise UserError(f"evaluation '{name}' trains '{cls.task}' runs, but the configuration's task is "
+                        f"'{ctx.base.task}'")
+    names = list(run_names) if run_names is not None else [str(r) for r in ctx.runs]
+    config = {"evaluation": name, "options": chosen, "runs": names, "base": ctx.base.to_dict()}
+    if skip_done and report.written_for(config):
+        return report
+    run_evaluation(evaluation, ctx, config)
+    return report
 
 
 def run_evaluation(evaluation: Evaluation, ctx: EvalContext, config: Mapping[str, Any]) -> None:

@@ -82,7 +82,7 @@ def tempsched_register_presets(register: Register) -> None:
 def tempsched_register_evaluations(register: Register) -> None:
     """Add evaluations: ``register(EvaluationClass)`` for each ``tempsched.Evaluation`` subclass.
 
-    ``tempsched eval NAME RUN_DIR...`` builds the class from its declared parameters (``--param``) and
+    ``tempsched eval NAME RUN_DIR...`` builds the class from its declared options (``--set NAME=VALUE``) and
     calls its ``run(ctx)``, which fills a report folder; ``tempsched plugins`` lists them.
     """
 

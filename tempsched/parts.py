@@ -251,12 +251,14 @@ class SelectionPolicy(Part):
 
 class Evaluation(Part):
     """A named experiment on run directories (``tempsched eval NAME``). Declare options in ``params`` (set with
-    ``--param NAME=VALUE``); ``run`` fills ``ctx.report`` (``tempsched.evaluation``). ``needs_runs`` says how
-    many run directories the command line must give. Declared here, with the other parts, because the
-    plugin manager checks what plugins register against it."""
+    ``--set NAME=VALUE``); ``run`` fills ``ctx.report`` (``tempsched.evaluation``). ``needs_runs`` says how
+    many run directories the command line must give; ``task``, the task whose runs it measures or trains
+    (None: any), checked before it runs. Declared here, with the other parts, because the plugin manager
+    checks what plugins register against it."""
 
     needs_runs: ClassVar[int] = 1
     title: ClassVar[str] = ""
+    task: ClassVar[str | None] = None
 
     def run(self, ctx: EvalContext) -> None:
         raise NotImplementedError

@@ -1,6 +1,6 @@
 """The run directory: atomic writes, one process at a time, metrics.jsonl, checkpoints and resume checks.
 
-Layout: ``config.toml`` (the resolved configuration), ``metrics.jsonl`` (a row per member per epoch),
+Layout: ``config.toml`` (the resolved configuration), ``spec.json`` (what it was resolved from), ``metrics.jsonl`` (a row per member per epoch),
 ``state.pt`` (the latest population state, for ``--resume``), ``best.pt`` (the best member so far),
 ``summary.json`` and the task's pictures, plus ``.lock`` while a process trains the run. Every file
 is written to a temporary name in the same folder and renamed over the old one, so a killed run
@@ -29,8 +29,9 @@ from tempsched.errors import UserError, describe_exception, flat_message
 STATE_FORMAT = "tempsched-state-1"
 BEST_FORMAT = "tempsched-best-1"
 CONFIG, METRICS, STATE, BEST, SUMMARY = "config.toml", "metrics.jsonl", "state.pt", "best.pt", "summary.json"
+SPEC = "spec.json"  # JSON, not TOML: an override may be None ("let the preset choose", e.g. schedules)
 LOCK = ".lock"
-RUN_FILES = (CONFIG, METRICS, STATE, BEST, SUMMARY)
+RUN_FILES = (CONFIG, SPEC, METRICS, STATE, BEST, SUMMARY)
 
 # Configuration keys (dotted paths into ``RunConfig.to_dict()``; a table's name covers all of it) that
 # a resume may change: how long and how fast the run trains, not what it trains. Everything else goes

@@ -12,13 +12,16 @@ resume they cover the whole run, never an epoch the state does not include.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
 from typing import Any, Sequence
 
 from tempsched import rundir as rd
+from tempsched.config import RunConfig
 from tempsched.errors import UserError
+from tempsched.spec import RunSpec
 
 POLICY, LINEAGE, TRAJECTORIES = "policy.json", "lineage.json", "trajectories.png"
 POLICY_FORMAT, LINEAGE_FORMAT = "tempsched-policy-1", "tempsched-lineage-1"
@@ -139,3 +142,20 @@ def plot_trajectories(run_dir: Path, rows: Sequence[dict[str, Any]]) -> str:
     plt.close(fig)
     return TRAJECTORIES
 
+
+def replay_spec(source_run_dir: Path, source: RunConfig) -> RunSpec:
+    """The spec of a single model replaying the policy of ``source_run_dir`` (whose configuration is
+    ``source``) with the shipped ``replay`` preset: the source's task and its options, epochs, seed,
+    selection split, device and temperature bounds; tau.initial = the policy's first temperature."""
+    source_run_dir = Path(source_run_dir).resolve()
+    taus = [entry["tau"] for entry in read_policy(source_run_dir)]
+    if len(taus) < source.epochs:
+        raise UserError(f"{source_run_dir} has recorded {len(taus)} of its {source.epochs} epochs: finish it "
+                        "(tempsched run --resume) before replaying it")
+    return RunSpec({
+        "plugin": "replay", "task": source.task, "epochs": source.epochs, "seed": source.seed,
+        "select_on": source.select_on, "device": source.device,
+        "performance": dataclasses.asdict(source.performance), "task_options": dict(source.task_options),
+        "tau": {"initial": taus[0], "min": source.tau.min, "max": source.tau.max},
+        "params": {"replay": {"policy": str(source_run_dir)}},
+    })

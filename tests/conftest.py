@@ -18,8 +18,9 @@ os.environ.setdefault("TEMPSCHED_PLUGINS", "")
 
 import toy  # noqa: E402
 
-from tempsched.config import RunConfig, layer  # noqa: E402
+from tempsched.config import RunConfig  # noqa: E402
 from tempsched.plugins import PluginManager  # noqa: E402
+from tempsched.spec import RunSpec  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 WAIT_SECONDS = 300.0  # how long a test waits for something another process or thread does, on the slowest machine
@@ -77,6 +78,11 @@ def manager() -> PluginManager:
 
 def tiny_gsvae(manager: PluginManager, **overrides: object) -> RunConfig:
     """A GS-VAE run that takes seconds: 256 sample images, 3 members, 2 epochs."""
+    return tiny_gsvae_spec(**overrides).resolve(manager.registry)
+
+
+def tiny_gsvae_spec(**overrides: object) -> RunSpec:
+    """The spec ``tiny_gsvae`` resolves (for ``ensure_run`` and evaluations, which take specs)."""
     base = {"plugin": "paper-default", "members": 3, "epochs": 2,
             "task_options": {"dataset": "sample", "train_size": 320, "val_size": 64, "test_size": 64, "batch_size": 64,
                              "z1": [8, 4], "z2": [4, 4], "channels": [8, 16]}}
@@ -85,19 +91,19 @@ def tiny_gsvae(manager: PluginManager, **overrides: object) -> RunConfig:
             base[key] = {**base.get(key, {}), **value}
         else:
             base[key] = value
-    return layer(manager.registry, base)
+    return RunSpec(base)
 
 
 @pytest.fixture(scope="session")
 def two_runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """A tiny population run and the standard GS-VAE beside it (its ``baseline``), trained once per session
     (``ensure_run`` in one folder) for the anomaly and attack tests."""
-    from tempsched import training
-    from tempsched.gsvae.experiments.compared import baseline_config
+    from tempsched import runs
+    from tempsched.gsvae.experiments.compared import baseline_spec
 
     manager = PluginManager()
     root = tmp_path_factory.getbasetemp() / "tiny-gsvae-runs"
-    config = tiny_gsvae(manager, members=2, epochs=1, task_options={"val_size": 48})
-    population = training.ensure_run(config, manager, root)
-    return population, training.ensure_run(baseline_config(config, "standard-annealing", config, manager),
-                                           manager, root)
+    spec = tiny_gsvae_spec(members=2, epochs=1, task_options={"val_size": 48})
+    config = spec.resolve(manager.registry)
+    population = runs.ensure_run(spec, manager, root)
+    return population, runs.ensure_run(baseline_spec(config, "standard-annealing", config), manager, root)

@@ -15,7 +15,7 @@ from test_distributed import _same_run
 from toy import toy_manager
 
 from tempsched.config import layer
-from tempsched.training import execute
+from tempsched.session import execute
 
 TESTS = Path(__file__).parent
 EPOCHS, CUT = 6, 3

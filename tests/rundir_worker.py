@@ -19,7 +19,7 @@ from conftest import tiny_gsvae  # noqa: E402
 from gate import Gate  # noqa: E402
 
 from tempsched.plugins import PluginManager  # noqa: E402
-from tempsched.training import execute  # noqa: E402
+from tempsched.session import execute  # noqa: E402
 
 
 def pause_after(epoch: int, run_dir: Path) -> Callable[[Any], None]:

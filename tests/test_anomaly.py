@@ -8,10 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from tempsched import training
-from tempsched.cli.eval_cmd import evaluation_options
 from tempsched.errors import UserError
-from tempsched.evaluation import EvalContext, Report
+from tempsched.evaluation import evaluate
 from tempsched.gsvae.experiments import anomaly
 from tempsched.gsvae.experiments.anomaly import auroc, balanced_accuracy, detect, fit_threshold
 from tempsched.gsvae.patches import SHAPES, Patch, apply_patch, scaled_size, shape_mask
@@ -107,14 +105,7 @@ def test_fit_threshold_cuts_between_the_groups_and_accuracy_is_balanced() -> Non
 
 
 def _evaluate(runs: list[Path], out: Path, **settings: object) -> dict:
-    manager = PluginManager()
-    chosen = evaluation_options(manager, "anomaly", settings)
-    evaluation = training.build_part(manager, "evaluations", "anomaly", chosen)
-    config = training.load_run_config(runs[0], manager)
-    report = Report(out, "anomaly")
-    evaluation.run(EvalContext(runs=runs, base=config, report=report, manager=manager,
-                               train=lambda c: training.ensure_run(c, manager, runs[0].parent)))
-    report.write({})
+    evaluate("anomaly", runs, out, manager=PluginManager(), options=settings, cache=runs[0].parent)
     return json.loads((out / "results.json").read_text())
 
 

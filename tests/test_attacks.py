@@ -11,10 +11,10 @@ import pytest
 import torch
 from conftest import WAIT_SECONDS
 
-from tempsched import training
-from tempsched.cli.eval_cmd import evaluation_options
+from tempsched import runs
+from tempsched.build import build_part
 from tempsched.errors import UserError
-from tempsched.evaluation import EvalContext, Report
+from tempsched.evaluation import evaluate, evaluation_options
 from tempsched.gsvae import classifier
 from tempsched.gsvae.adversarial import Budget, as_classifier, craft
 from tempsched.gsvae.classifier import ClassifierSpec, ensure_classifier, predict
@@ -30,12 +30,12 @@ TINY_CNN = {"cnn_epochs": 8, "cnn_widths": [4, 8], "cnn_hidden": [16, 16]}
 
 
 @pytest.fixture(scope="module")
-def population(two_runs: tuple[Path, Path]) -> training.LoadedRun:  # noqa: F811
-    return training.load_best(two_runs[0], PluginManager())
+def population(two_runs: tuple[Path, Path]) -> runs.LoadedRun:  # noqa: F811
+    return runs.load_best(two_runs[0], PluginManager())
 
 
 @pytest.fixture(scope="module")
-def cnn(population: training.LoadedRun, tmp_path_factory: pytest.TempPathFactory) -> classifier.TrainedClassifier:
+def cnn(population: runs.LoadedRun, tmp_path_factory: pytest.TempPathFactory) -> classifier.TrainedClassifier:
     data = population.task.data
     return ensure_classifier(_spec(data), data, tmp_path_factory.mktemp("classifiers"), torch.device("cpu"))
 
@@ -47,7 +47,7 @@ def _spec(data: object, epochs: int = 15) -> ClassifierSpec:
 
 
 def test_the_cnn_learns_and_is_reloaded_weights_only_from_its_cache(
-        population: training.LoadedRun, cnn: classifier.TrainedClassifier, monkeypatch: pytest.MonkeyPatch) -> None:
+        population: runs.LoadedRun, cnn: classifier.TrainedClassifier, monkeypatch: pytest.MonkeyPatch) -> None:
     data = population.task.data
     assert cnn.test_accuracy > 0.3  # ten classes: chance is about 0.1
     monkeypatch.setattr(classifier, "train", lambda *a, **k: pytest.fail("trained again instead of reloading"))
@@ -64,7 +64,7 @@ def test_the_cnn_learns_and_is_reloaded_weights_only_from_its_cache(
 
 
 @pytest.mark.parametrize("eps", [0.1, 0.5])
-def test_pgd_iterates_stay_in_the_ball_and_in_range(cnn: classifier.TrainedClassifier, population: training.LoadedRun,
+def test_pgd_iterates_stay_in_the_ball_and_in_range(cnn: classifier.TrainedClassifier, population: runs.LoadedRun,
                                                     eps: float, monkeypatch: pytest.MonkeyPatch) -> None:
     x, y = unit_images(population.task.data.x_test[:20]), population.task.data.y_test[:20]
     estimator = as_classifier(Pipeline(cnn.model), tuple(x.shape[1:]), 10)
@@ -87,7 +87,7 @@ def test_pgd_iterates_stay_in_the_ball_and_in_range(cnn: classifier.TrainedClass
 
 
 def test_pgd_accuracy_does_not_rise_with_eps(cnn: classifier.TrainedClassifier,
-                                             population: training.LoadedRun) -> None:
+                                             population: runs.LoadedRun) -> None:
     x, y = unit_images(population.task.data.x_test[:40]), population.task.data.y_test[:40]
     estimator = as_classifier(Pipeline(cnn.model), tuple(x.shape[1:]), 10)
     accuracy = [float((predict(cnn.model, craft("pgd", estimator, x, y, eps, seed=3)) == y).double().mean())
@@ -99,7 +99,7 @@ def test_pgd_accuracy_does_not_rise_with_eps(cnn: classifier.TrainedClassifier,
 
 @pytest.mark.parametrize("decoding", [None, "argmax"])
 def test_the_grey_image_attack_keeps_at_most_the_largest_class_share(
-        cnn: classifier.TrainedClassifier, population: training.LoadedRun, decoding: str | None) -> None:
+        cnn: classifier.TrainedClassifier, population: runs.LoadedRun, decoding: str | None) -> None:
     x, y = unit_images(population.task.data.x_test), population.task.data.y_test
     purifier = Purifier(population.model, population.tau, decoding) if decoding else None
     grey = craft("grey", None, x, y, 0.5)
@@ -111,7 +111,7 @@ def test_the_grey_image_attack_keeps_at_most_the_largest_class_share(
 
 
 def test_the_purifier_decodes_as_measured_and_passes_gradients_where_a_one_hot_code_blocks_them(
-        population: training.LoadedRun) -> None:
+        population: runs.LoadedRun) -> None:
     x = unit_images(population.task.data.x_test[:8])
     for decoding in ("soft", "hard", "argmax"):
         purifier = Purifier(population.model, population.tau, decoding, seed=5)
@@ -129,7 +129,7 @@ def test_the_purifier_decodes_as_measured_and_passes_gradients_where_a_one_hot_c
 
 
 def test_eot_averages_probabilities_over_draws(cnn: classifier.TrainedClassifier,
-                                               population: training.LoadedRun) -> None:
+                                               population: runs.LoadedRun) -> None:
     x = unit_images(population.task.data.x_test[:4])
     pipeline = Pipeline(cnn.model, Purifier(population.model, population.tau, "soft", seed=2))
     with torch.no_grad():
@@ -143,13 +143,7 @@ def test_eot_averages_probabilities_over_draws(cnn: classifier.TrainedClassifier
 
 
 def _evaluate(runs: list[Path], out: Path, cache: Path, **settings: object) -> dict:
-    manager = PluginManager()
-    chosen = evaluation_options(manager, "attacks", {**TINY_CNN, **settings})
-    evaluation = training.build_part(manager, "evaluations", "attacks", chosen)
-    report = Report(out, "attacks")
-    evaluation.run(EvalContext(runs=runs, base=training.load_run_config(runs[0], manager), report=report,
-                               manager=manager, cache=cache, train=lambda c: pytest.fail("nothing to train")))
-    report.write({})
+    evaluate("attacks", runs, out, manager=PluginManager(), options={**TINY_CNN, **settings}, cache=cache)
     return json.loads((out / "results.json").read_text())
 
 
@@ -246,9 +240,9 @@ def test_attacks_refuse_bad_options_in_one_line(two_runs: tuple[Path, Path], tmp
     with pytest.raises(UserError, match="'heldout_draws' must be >= 1"):
         evaluation_options(manager, "attacks", {"heldout_draws": 0})
     with pytest.raises(UserError, match="'fgsm_eps' takes a list of eps on"):
-        training.build_part(manager, "evaluations", "attacks",
+        build_part(manager, "evaluations", "attacks",
                             evaluation_options(manager, "attacks", {"fgsm_eps": [2]}))
-    evaluation = training.build_part(manager, "evaluations", "attacks", evaluation_options(manager, "attacks", {}))
+    evaluation = build_part(manager, "evaluations", "attacks", evaluation_options(manager, "attacks", {}))
     with pytest.raises(UserError, match="need a labelled data set"):
         evaluation.eps_lists("celeba")
 
@@ -344,7 +338,7 @@ FAMILY_DATASET = {"MNIST": "mnist", "Fashion-MNIST": "fashion-mnist", "CIFAR-10"
 def test_the_bare_cnn_meets_the_same_attacks_as_the_purified_pipelines_where_the_report_compares_them(
         family: str) -> None:
     manager = PluginManager()
-    evaluation = training.build_part(manager, "evaluations", "attacks", evaluation_options(manager, "attacks", {}))
+    evaluation = build_part(manager, "evaluations", "attacks", evaluation_options(manager, "attacks", {}))
     lists = evaluation.eps_lists(FAMILY_DATASET[family])
     eps_all = sorted({e for values in lists.values() for e in values})
     cnn_row, purified = _toy_rows()
@@ -377,7 +371,7 @@ def test_new_apgd_results_are_not_read_from_the_old_apgds_cache_entries() -> Non
     manager = PluginManager()
     picked = torch.arange(5)
     for heldout in (1, 5):
-        evaluation = training.build_part(manager, "evaluations", "attacks", evaluation_options(
+        evaluation = build_part(manager, "evaluations", "attacks", evaluation_options(
             manager, "attacks", {"heldout_draws": heldout}))
         cnn_row, purified = _toy_rows()
         for row, draws in ((cnn_row, 1), (purified, 10)):
@@ -395,7 +389,7 @@ def test_new_apgd_results_are_not_read_from_the_old_apgds_cache_entries() -> Non
 def test_a_pipeline_with_fresh_noise_is_judged_on_several_held_out_draws_none_of_them_an_attackers(
         two_runs: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
     """Every noise draw of the purifier is recorded, as crafting (an attack) or judging (a prediction)."""
-    population = training.load_best(two_runs[0], PluginManager())
+    population = runs.load_best(two_runs[0], PluginManager())
     seen: dict[str, list[bytes]] = {"crafting": [], "judging": []}
     phase: list[str] = []
     real_noise, real_craft, real_correct = type(population.model).draw_noise, attacks.Attacks._craft, \

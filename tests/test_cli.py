@@ -16,7 +16,8 @@ from tempsched.cli import run as run_command
 from tempsched.config import RunConfig, from_dict
 from tempsched.hardware import cpu_model_and_flags
 from tempsched.plugins import PluginManager
-from tempsched.training import execute, load_run_config
+from tempsched.session import execute
+from tempsched.spec import saved_config
 
 TINY = ["--members", "3", "--train-size", "320", "--val-size", "64", "--test-size", "64", "--batch-size", "64"]
 
@@ -62,7 +63,7 @@ def test_run_end_to_end(tmp_path: Path, tiny_config: Path, capsys) -> None:
     # config.toml is complete and loads back to the same configuration.
     saved = tomllib.loads((out / "config.toml").read_text())
     assert saved["members"] == 3 and saved["tau"]["max"] == 300.0 and saved["params"]["patience"]["patience"] == 5
-    assert load_run_config(out, PluginManager()).to_dict() == saved
+    assert saved_config(out, PluginManager().registry).to_dict() == saved
 
 
 def test_resume_after_kill_matches_uninterrupted_run(tmp_path: Path, tiny_config: Path, capsys) -> None:
@@ -250,7 +251,7 @@ def test_run_help_lists_the_declared_shortcuts_in_panels(capsys, monkeypatch) ->
 def _resolved(monkeypatch, capsys, *args: str) -> RunConfig:
     """The configuration ``tempsched run ARGS`` would train (nothing is trained)."""
     seen: list[RunConfig] = []
-    monkeypatch.setattr(run_command, "_train", lambda manager, resolved, *rest: seen.append(resolved))
+    monkeypatch.setattr(run_command, "_train", lambda manager, asked, resolved, *rest: seen.append(resolved))
     code, _, stderr = cli("run", *args, capsys=capsys)
     assert code == 0 and len(seen) == 1, stderr
     return seen[0]

@@ -6,7 +6,7 @@ import tomllib
 
 import pytest
 
-from tempsched.cli.run import config_from_options
+from tempsched.cli.run import spec_from_options
 from tempsched.config import from_dict, layer, replace_keys, resolve
 from tempsched.errors import UserError
 
@@ -112,11 +112,11 @@ def test_a_run_directorys_config_keeps_its_part_table_under_a_flat_override(mana
     path = tmp_path / "config.toml"
     path.write_text(saved.to_toml())
     for params in ([], ["patience.feedback_lr=0.05"], ["patience=3"]):
-        c = config_from_options(manager, path, {}, params, [], {"params.patience": 3})
+        c = spec_from_options(path, {}, params, [], {"params.patience": 3}).resolve(manager.registry)
         assert c.params["patience"] == BOTH, params
-    assert config_from_options(manager, path, {}, ["patience.feedback_lr=0.05", "patience=3"], []) == c
+    assert spec_from_options(path, {}, ["patience.feedback_lr=0.05", "patience=3"], []).resolve(manager.registry) == c
     # a later part value still wins over an earlier flat one, as any later value does
-    c = config_from_options(manager, path, {}, ["patience.patience=4"], [], {"params.patience": 3})
+    c = spec_from_options(path, {}, ["patience.patience=4"], [], {"params.patience": 3}).resolve(manager.registry)
     assert c.params["patience"] == {"patience": 4, "feedback_lr": 0.05}
 
 

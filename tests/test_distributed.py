@@ -21,9 +21,9 @@ from conftest import assert_same_member_state, tiny_gsvae, wait_for
 from gate import epoch_gate, epoch_seconds, plugin_env
 from test_cli import _one_line_error, cli
 
+from tempsched.build import build
 from tempsched.distributed import Spread, _load_member_state, _member_state
 from tempsched.plugins import PluginManager
-from tempsched.training import build
 
 SMALL = ["--val-size", "64", "--test-size", "64", "--option", "z1=[8,4]", "--option", "z2=[4,4]",
          "--option", "channels=[8,16]", "--threads", "1", "--seed", "5", "--patience", "1"]

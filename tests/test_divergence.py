@@ -24,7 +24,7 @@ from test_distributed import _same_run
 
 import toy
 from tempsched import EpochContext, FeedbackRule, Param, Preset, Schedule, hookimpl
-from tempsched import distributed, training
+from tempsched import distributed, session
 from tempsched.config import RunConfig, layer
 from tempsched.plugins import PluginManager
 from tempsched.rundir import decode_row, encode_row
@@ -162,7 +162,7 @@ def straight(tmp_path_factory: pytest.TempPathFactory) -> Straight:
     stderr = io.StringIO()
     with contextlib.redirect_stderr(stderr):
         manager = diverging_manager()
-        training.execute(_config(manager), manager, run)
+        session.execute(_config(manager), manager, run)
     return Straight(run, stderr.getvalue(), list(Recording.given))
 
 
@@ -170,7 +170,7 @@ def test_a_feedback_rule_keeping_state_loss_does_not_replace_the_rows_loss(tmp_p
     manager, run = diverging_manager(), tmp_path / "run"
     Recording.given.clear()
     best_losses: list[float] = []  # what tempsched tune reports and optimises
-    training.execute(_config(manager, epochs=3, diverge_above=100.0), manager, run,
+    session.execute(_config(manager, epochs=3, diverge_above=100.0), manager, run,
                      on_epoch=lambda record: best_losses.append(record.best_row["loss"]))
     rows = _rows(run)
     assert [[r["loss"] for r in rows if r["epoch"] == e] for e in range(3)] == Recording.given  # selection's losses
@@ -212,9 +212,9 @@ def _best_member(rows: list[dict[str, Any]], epoch: int) -> int:
 def test_a_resume_after_a_reset_is_bit_exact(straight: Straight, tmp_path: Path) -> None:
     manager = diverging_manager()
     run = tmp_path / "resumed"
-    training.execute(_config(manager, epochs=3), manager, run)  # ends with epoch 3's reset
+    session.execute(_config(manager, epochs=3), manager, run)  # ends with epoch 3's reset
     assert [r["epoch"] for r in _rows(run) if "reset" in r] == [2]
-    training.execute(_config(manager), manager, run, resume=True)
+    session.execute(_config(manager), manager, run, resume=True)
     _same_run(straight.run, run)
 
 
@@ -225,9 +225,9 @@ def _rank_main(argv: list[str]) -> None:
     with distributed.joined(float(argv[1])) as group:
         assert group is not None
         if group.leads:
-            training.execute(config, manager, Path(argv[0]), group=group)
+            session.execute(config, manager, Path(argv[0]), group=group)
         else:
-            training.follow(config, manager, group, resume=False)
+            session.follow(config, manager, group, resume=False)
 
 
 def test_two_processes_reset_the_diverged_member_as_one_does(straight: Straight, tmp_path: Path) -> None:

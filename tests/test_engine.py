@@ -9,11 +9,12 @@ import pytest
 import torch
 
 from conftest import assert_same_member_state, tiny_gsvae
+from tempsched.build import build
 from tempsched.config import RunConfig, layer
 from tempsched.engine import Member, clamp, copy_member_state
 from tempsched.parts import EpochContext, Schedule
 from tempsched.records import feedback_of
-from tempsched.training import build, execute
+from tempsched.session import execute
 from tempsched_plugins.paper_default import STRATEGIES
 
 

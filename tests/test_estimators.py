@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from scipy.stats import chi2
 from test_cli import _one_line_error, cli
 
+from tempsched.build import build
 from tempsched.config import layer
 from tempsched.errors import UserError
 from tempsched.gsvae.estimators import ESTIMATORS, Estimator, categorical_sample, gumbel
@@ -23,7 +24,6 @@ from tempsched.gsvae.measure import measure, score
 from tempsched.gsvae.model import DualGSVAE, MLPVAE
 from tempsched.plugins import PluginManager
 from tempsched.steppers import LoopStepper, VmapStepper
-from tempsched.training import build
 
 THETA = torch.tensor([1.0, 0.0, -0.5, 0.3])  # one categorical variable of four classes
 STRAIGHT_THROUGH = [name for name, e in ESTIMATORS.items() if e.discrete]

@@ -30,7 +30,7 @@ class Count(Evaluation):
         rows = [[str(r), self.scale * len((r / "metrics.jsonl").read_text().splitlines())] for r in ctx.need_runs()]
         ctx.report.table("counts", ["run", "rows"], rows)
         if self.train:
-            ctx.report.result("trained", str(ctx.train(ctx.base)))
+            ctx.report.result("trained", str(ctx.train(ctx.spec)))
 
 
 class Probe(Evaluation):
@@ -130,15 +130,16 @@ def test_bad_input_is_one_line(with_count, tiny_run: Path, tmp_path: Path, args:
 
 
 def test_a_cached_run_that_died_before_its_first_checkpoint_is_trained_again(manager, tmp_path: Path) -> None:
-    from conftest import tiny_gsvae
+    from conftest import tiny_gsvae_spec
 
-    from tempsched import training
+    from tempsched import runs
 
-    config = tiny_gsvae(manager, epochs=1)
-    dead = training.cached_run_dir(config, tmp_path)
+    spec = tiny_gsvae_spec(epochs=1)
+    config = spec.resolve(manager.registry)
+    dead = runs.cached_run_dir(config, tmp_path)
     dead.mkdir(parents=True)
     (dead / "config.toml").write_text(config.to_toml())  # what a kill -9 in the first epoch leaves
-    assert training.ensure_run(config, manager, tmp_path) == dead
+    assert runs.ensure_run(spec, manager, tmp_path) == dead
     assert (dead / "summary.json").is_file()
 
 
@@ -146,18 +147,19 @@ def test_a_cached_run_another_process_is_training_is_waited_for_not_trained_twic
                                                                                    capsys) -> None:
     import threading
 
-    from conftest import tiny_gsvae
+    from conftest import tiny_gsvae_spec
 
-    from tempsched import rundir, training
+    from tempsched import rundir, runs, session
 
-    config = tiny_gsvae(manager, epochs=1)
-    run_dir = training.cached_run_dir(config, tmp_path)
-    waiter = threading.Thread(target=training.ensure_run, args=(config, manager, tmp_path))
+    spec = tiny_gsvae_spec(epochs=1)
+    config = spec.resolve(manager.registry)
+    run_dir = runs.cached_run_dir(config, tmp_path)
+    waiter = threading.Thread(target=runs.ensure_run, args=(spec, manager, tmp_path))
     with rundir.exclusive_lock(tmp_path / f"{run_dir.name}.lock"):  # the other process, training this run
         waiter.start()
         waiter.join(timeout=1.0)
         assert waiter.is_alive() and not run_dir.exists()  # it waits rather than writing the same directory
-        training.execute(config, manager, run_dir, resume=False)  # the other process finishes
+        session.execute(config, manager, run_dir, resume=False)  # the other process finishes
         mtime = (run_dir / "summary.json").stat().st_mtime_ns
     waiter.join(timeout=60)
     assert not waiter.is_alive()

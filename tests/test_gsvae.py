@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from conftest import tiny_gsvae
+from tempsched.build import build
 from tempsched.gsvae.loss import kl_to_uniform, negative_elbo, reconstruction_bce
 from tempsched.gsvae.model import DualGSVAE, gumbel_softmax
-from tempsched.training import build
 
 
 @pytest.mark.parametrize("channels,size,in_ch", [([16, 32], 28, 1), ([8, 16, 32, 64], 32, 3), ([8, 16, 32, 64], 64, 3)])

@@ -10,7 +10,7 @@ from plan_runs import EPOCHS, PlanRuns, check_same, plan_runs, rows
 
 from tempsched.config import layer
 from tempsched.plugins import PluginManager
-from tempsched.training import execute
+from tempsched.session import execute
 from tempsched_plugins.halving import rungs
 
 

@@ -1,6 +1,7 @@
 """The import graph of tempsched/ and plugins/, read with ``ast`` (function bodies included): no tempsched
 module imported inside a function (an import circle dodged at run time), no module importing one that
-imports it back, and evaluations that build on the public API, not on training or configuration internals.
+imports it back, evaluations that build on the public API, not on training or configuration internals, and
+configurations built only by resolving a spec.
 A broken third-party plugin does not break ``tempsched --help``."""
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 PACKAGES = {"tempsched": REPO / "tempsched", "tempsched_plugins": REPO / "plugins" / "tempsched_plugins"}
@@ -111,14 +111,38 @@ def test_no_module_imports_a_module_that_imports_it_back() -> None:
     assert [c for m in sorted(graph) if (c := cycle_from(m, []))] == []
 
 
-@pytest.mark.xfail(strict=True, reason="issue 22 item 3 (an evaluation API on EvalContext) is not built yet: the "
-                   "experiments still load runs through tempsched.training and derive configurations with "
-                   "tempsched.config")
+# What evaluations may not reach into: how runs are built, trained, cached and configured. They get all of
+# that from their ``EvalContext`` and the public names of ``tempsched`` (``RunSpec``, ``RunConfig``, ...).
+ENGINE_INTERNALS = ("tempsched.config", "tempsched.build", "tempsched.session", "tempsched.runs", "tempsched.spec",
+                    "tempsched.plugins", "tempsched_plugins")
+
+
 def test_experiments_use_no_training_or_config_internals() -> None:
-    private = ("tempsched.training", "tempsched.config", "tempsched_plugins")
     found = [f"{i.module}:{i.line} imports {n}" for i in IMPORTS if i.module.startswith("tempsched.gsvae.experiments")
-             for n in i.names if n.startswith(private)]
+             for n in i.names if n.startswith(ENGINE_INTERNALS)]
     assert found == []
+
+
+# The functions that turn mappings into a configuration or change one; only the spec (``RunSpec.resolve``)
+# and the configuration module itself call them, so that every configuration comes from one entry point.
+CONFIG_BUILDERS = {"layer", "resolve", "replace_keys", "from_dict"}
+
+
+def _config_builders_used(path: Path) -> list[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    return [f"{path.relative_to(REPO)}:{node.lineno} imports {alias.name}" for node in ast.walk(tree)
+            if isinstance(node, ast.ImportFrom) and node.module == "tempsched.config"
+            for alias in node.names if alias.name in CONFIG_BUILDERS]
+
+
+def test_configurations_are_built_only_by_resolving_a_spec() -> None:
+    """No module but ``spec`` (and ``config`` itself) builds or edits a configuration, benchmarks included."""
+    paths = [p for root in PACKAGES.values() for p in sorted(root.rglob("*.py"))]
+    paths += sorted((REPO / "benchmarks").glob("*.py"))
+    allowed = {REPO / "tempsched" / "spec.py", REPO / "tempsched" / "config.py"}
+    found = [hit for path in paths if path not in allowed for hit in _config_builders_used(path)]
+    assert found == []
+    assert _config_builders_used(REPO / "tempsched" / "spec.py")  # the check sees the one module that may
 
 
 def _broken_plugin_env(folder: Path) -> dict[str, str]:

@@ -15,10 +15,10 @@ from plan_runs import EPOCHS, PlanRuns, check_same, plan_runs, rows
 from tempsched import Copy, Keep, MemberView, PopulationView
 from tempsched.config import layer
 from tempsched.plugins import PluginManager
-from tempsched.training import execute
-from tempsched.trajectories import read_policy
+from tempsched.session import execute
+from tempsched.spec import saved_config
+from tempsched.trajectories import read_policy, replay_spec
 from tempsched_plugins.pbt import PopulationBasedTraining
-from tempsched_plugins.replay import replay_config
 
 
 @pytest.fixture(scope="module")
@@ -94,5 +94,6 @@ def test_the_policy_and_replay_follow_the_final_best_members_lineage(runs: PlanR
     assert [p["member"] for p in policy] == lineage
     assert [p["tau"] for p in policy] == [at[(e, m)]["tau"] for e, m in enumerate(lineage)]
     assert json.loads((runs.straight / "lineage.json").read_text())["best_lineage"] == lineage
-    execute(replay_config(runs.straight, manager), manager, tmp_path / "replayed")
+    execute(replay_spec(runs.straight, saved_config(runs.straight, manager.registry)).resolve(manager.registry), manager,
+            tmp_path / "replayed")
     assert [r["tau"] for r in rows(tmp_path / "replayed")] == [p["tau"] for p in policy]

@@ -16,6 +16,7 @@ import torch
 from test_estimators_anchor import mnist  # noqa: F401 - the fixture: an MNIST folder of 300 + 100 sample digits
 
 from tempsched import rundir as rd
+from tempsched.build import build
 from tempsched.config import layer
 from tempsched.errors import UserError
 from tempsched.gsvae.estimators import ESTIMATORS
@@ -24,7 +25,6 @@ from tempsched.gsvae.loss import kl_to_uniform, reconstruction_bce
 from tempsched.gsvae.model import MLPVAE
 from tempsched.plugins import PluginManager
 from tempsched.records import EpochRecord
-from tempsched.training import build
 
 ROOT = Path(__file__).resolve().parents[1]
 _spec = importlib.util.spec_from_file_location("pbt_vs_grid", ROOT / "benchmarks" / "pbt_vs_grid.py")
@@ -105,8 +105,8 @@ def test_a_cell_reuses_finished_runs_and_a_cut_off_cell_resumes_with_the_same_nu
         raise Killed
 
     with pytest.raises(Killed):
-        bench.train_to(manager, run_dir, lambda: bench.run_config(manager, population, BUDGET, mnist, 1, "population",
-                                                                  cut_cache), {}, killed)
+        bench.train_to(manager, run_dir, lambda: bench.run_spec(manager, population, BUDGET, mnist, 1, "population",
+                                                                cut_cache), {}, killed)
     assert bench.cell_state(cut_out, BUDGET, population, cut_cache) == "0 of 1 runs done, population at epoch 1 of 2"
     bench.run_cell(manager, population, BUDGET, cut_out, cut_cache, 1, mnist)
     cut = bench.load_result(cut_out, BUDGET, population)

@@ -9,10 +9,11 @@ import pytest
 import torch
 
 from conftest import tiny_gsvae
-from tempsched.steppers import LoopStepper, VmapStepper, choose_stepper
+from tempsched.build import build
 from tempsched.config import layer
 from tempsched.errors import UserError
-from tempsched.training import build, execute
+from tempsched.session import execute
+from tempsched.steppers import LoopStepper, VmapStepper, choose_stepper
 
 # (train_loss, val loss) of every row of tiny_gsvae's metrics.jsonl, recorded before the speed work
 # (commit 864885c); the default path must still compute exactly these numbers.

@@ -15,7 +15,7 @@ from test_distributed import _equal
 from tempsched import Copy, Keep, Preset, Retire, SelectionPolicy, UserError, hookimpl
 from tempsched.config import layer
 from tempsched.plugins import PluginManager
-from tempsched.training import execute
+from tempsched.session import execute
 
 RETIRE_WORST = '''
 from tempsched import Keep, Preset, Retire, SelectionPolicy, hookimpl

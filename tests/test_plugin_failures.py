@@ -11,8 +11,8 @@ import torch
 from tempsched import Preset, Schedule, SelectionPolicy, UserError, hookimpl
 from tempsched.config import layer
 from tempsched.plugins import PluginManager
+from tempsched.session import execute
 from tempsched.space import SearchSpace
-from tempsched.training import execute
 
 
 def _schedule_returning(value: Any) -> type[Schedule]:

@@ -18,7 +18,8 @@ from conftest import tiny_gsvae
 from tempsched.config import layer
 from tempsched.gsvae import measure as M
 from tempsched.plugins import PluginManager
-from tempsched.training import execute, load_best
+from tempsched.runs import load_best
+from tempsched.session import execute
 from test_cli import _one_line_error, cli
 
 TAU = 0.7
@@ -173,7 +174,7 @@ def with_toy(monkeypatch) -> None:
 def test_bad_input_is_one_line(with_toy, population: Path, tmp_path: Path, capsys) -> None:
     manager = PluginManager()  # with the toy task (with_toy)
     execute(layer(manager.registry, {"plugin": "toy-paper", "epochs": 1}), manager, tmp_path / "toy")
-    cases = [([str(tmp_path / "toy")], "is a run of task 'toy': recon measures GS-VAE runs only"),
+    cases = [([str(tmp_path / "toy")], "is a run of task 'toy': evaluation 'recon' measures 'gsvae' runs only"),
              ([str(tmp_path / "missing")], "run directory not found"),
              ([str(population), "--set", "hard_draws=0"], "evaluation option 'hard_draws' must be >= 1"),
              ([str(population), "--set", "colour=1"], "evaluation 'recon' has no option 'colour'")]

@@ -9,12 +9,17 @@ from pathlib import Path
 import pytest
 
 import toy
-from tempsched.config import RunConfig, layer, replace_keys
+from tempsched.config import RunConfig, layer
 from tempsched.errors import UserError
 from tempsched.plugins import PluginManager
-from tempsched.training import execute
-from tempsched.trajectories import read_policy
-from tempsched_plugins.replay import replay_config
+from tempsched.session import execute
+from tempsched.spec import saved_config
+from tempsched.trajectories import read_policy, replay_spec
+
+
+def replay_config(source: Path, manager: PluginManager) -> RunConfig:
+    """The resolved configuration of a model replaying ``source``'s policy."""
+    return replay_spec(source, saved_config(source, manager.registry)).resolve(manager.registry)
 
 
 def _rows(run_dir: Path) -> list[dict]:
@@ -75,7 +80,7 @@ def test_policy_survives_a_resume(source: Path, tmp_path: Path) -> None:
 def test_a_run_that_cannot_replay_exactly_is_refused_before_training(source: Path, tmp_path: Path, changes: dict,
                                                                      needle: str) -> None:
     manager = toy.toy_manager()
-    config = layer(manager.registry, replace_keys(replay_config(source, manager), changes).to_dict())
+    config = replay_spec(source, saved_config(source, manager.registry)).with_overrides(changes).resolve(manager.registry)
     with pytest.raises(UserError, match=needle):
         execute(config, manager, tmp_path / "bad")
     assert not (tmp_path / "bad").exists()  # nothing trained, nothing left behind

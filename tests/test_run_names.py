@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tempsched import hardware, training
+from tempsched import hardware, runs
 from tempsched.plugins import PluginManager
 
 
@@ -23,9 +23,9 @@ def test_runs_differing_only_in_device_get_different_names(manager: PluginManage
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     from conftest import tiny_gsvae
 
-    on_cpu = training.cached_run_dir(tiny_gsvae(manager, device="cpu"), tmp_path)
+    on_cpu = runs.cached_run_dir(tiny_gsvae(manager, device="cpu"), tmp_path)
     _on_gpu(monkeypatch)
-    on_gpu = training.cached_run_dir(tiny_gsvae(manager, device="cuda"), tmp_path)
+    on_gpu = runs.cached_run_dir(tiny_gsvae(manager, device="cuda"), tmp_path)
     assert on_cpu != on_gpu
     assert on_gpu.name.endswith(f"-cuda-nvidia-h200-torch{hardware._slug(torch.__version__)}")
     assert on_cpu.name.split("-cpu-")[0] == on_gpu.name.split("-cuda-")[0]  # the same configuration
@@ -38,11 +38,11 @@ def test_runs_differing_only_in_torch_version_or_cpu_get_different_names(manager
     config = tiny_gsvae(manager)
     monkeypatch.setattr(hardware, "cpu_model_and_flags", lambda: ("AMD EPYC", frozenset({"avx2", "avx512f"})))
     monkeypatch.setattr(torch, "__version__", "2.14.1+cu130")
-    pinned = training.cached_run_dir(config, tmp_path)
+    pinned = runs.cached_run_dir(config, tmp_path)
     monkeypatch.setattr(torch, "__version__", "2.11.0+cu130")
-    older = training.cached_run_dir(config, tmp_path)
+    older = runs.cached_run_dir(config, tmp_path)
     monkeypatch.setattr(hardware, "cpu_model_and_flags", lambda: ("AMD EPYC", frozenset({"avx2"})))
-    narrower = training.cached_run_dir(config, tmp_path)
+    narrower = runs.cached_run_dir(config, tmp_path)
     assert pinned.name.endswith("-cpu-amd-epyc-avx512-torch2.14.1-cu130")
     assert len({pinned, older, narrower}) == 3
 
@@ -70,7 +70,7 @@ def test_an_old_cache_is_renamed_from_its_summaries_and_its_reports_follow(tmp_p
     (report / "config.toml").write_text('runs = [\n    "paper-default-e5-285332c61885",\n]\n')
     (report / "results.json").write_text('{"recon": [{"run": "../repro-runs/paper-default-e5-285332c61885"}]}\n')
 
-    renamed = training.rename_cached_runs(cache)
+    renamed = runs.rename_cached_runs(cache)
 
     assert renamed == {
         "paper-default-e10-285332c61885": "paper-default-e10-285332c61885-cpu-unrecorded",
@@ -82,8 +82,8 @@ def test_an_old_cache_is_renamed_from_its_summaries_and_its_reports_follow(tmp_p
     assert json.loads((cache / gpu_run / "summary.json").read_text())["run_dir"] == f"../repro-runs/{gpu_run}"
     assert f'"{gpu_run}"' in (report / "config.toml").read_text()
     assert f"../repro-runs/{gpu_run}\"" in (report / "results.json").read_text()
-    assert training.unrenamed_runs(cache) == []
-    assert training.rename_cached_runs(cache) == {}
+    assert runs.unrenamed_runs(cache) == []
+    assert runs.rename_cached_runs(cache) == {}
 
 
 def test_a_rename_that_would_overwrite_a_run_moves_nothing(tmp_path: Path) -> None:
@@ -92,20 +92,21 @@ def test_a_rename_that_would_overwrite_a_run_moves_nothing(tmp_path: Path) -> No
     _fabricate(tmp_path, "paper-default-e5-285332c61885", "NVIDIA H200 (CUDA, torch 2.11.0+cu130)", "cuda")
     (tmp_path / "paper-default-e5-285332c61885-cuda-nvidia-h200-torch2.11.0-cu130").mkdir()
     with pytest.raises(UserError, match="exists already"):
-        training.rename_cached_runs(tmp_path)
+        runs.rename_cached_runs(tmp_path)
     assert (tmp_path / "paper-default-e5-285332c61885" / "summary.json").is_file()
 
 
 def test_a_run_another_machine_finished_is_reused_not_trained(manager: PluginManager, tmp_path: Path,
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    from conftest import tiny_gsvae
+    from conftest import tiny_gsvae_spec
 
-    config = tiny_gsvae(manager)
-    here = training.cached_run_dir(config, tmp_path)
+    spec = tiny_gsvae_spec()
+    config = spec.resolve(manager.registry)
+    here = runs.cached_run_dir(config, tmp_path)
     elsewhere = _fabricate(tmp_path, here.name.split("-cpu-")[0] + "-cuda-nvidia-h200-torch2.11.0-cu130",
                            "NVIDIA H200 (CUDA, torch 2.11.0+cu130)", "cuda")
-    monkeypatch.setattr(training, "execute", lambda *a, **k: pytest.fail("trained a run the cache holds"))
-    assert training.ensure_run(config, manager, tmp_path) == elsewhere
+    monkeypatch.setattr(runs, "execute", lambda *a, **k: pytest.fail("trained a run the cache holds"))
+    assert runs.ensure_run(spec, manager, tmp_path) == elsewhere
 
 
 def test_reproduce_refuses_an_old_cache_until_renamed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
@@ -122,7 +123,7 @@ def test_reproduce_refuses_an_old_cache_until_renamed(tmp_path: Path, monkeypatc
     assert err.count("\n") == 1 and err.startswith("error: ") and "--rename-cache" in err
     assert reproduce.main(["--cache", str(tmp_path), "--rename-cache"]) == 0
     assert "renamed 1 run(s)" in capsys.readouterr().out
-    assert training.unrenamed_runs(tmp_path) == []
+    assert runs.unrenamed_runs(tmp_path) == []
 
 
 def test_a_run_prints_and_keeps_what_trained_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

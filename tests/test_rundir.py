@@ -21,7 +21,7 @@ from conftest import tiny_gsvae
 from gate import Gate
 from test_cli import _one_line_error, _snapshot, cli
 
-from tempsched import hookimpl, rundir, training
+from tempsched import hookimpl, rundir, session
 from tempsched.engine import Population
 from tempsched.errors import UserError
 from tempsched.plugins import PluginManager
@@ -47,8 +47,8 @@ def finished(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Two finished runs, made once: 'base' (2 epochs, seed 0) and 'other' (1 epoch, seed 1)."""
     root = tmp_path_factory.mktemp("finished")
     manager = PluginManager()
-    training.execute(_tiny(manager, epochs=2), manager, root / "base")
-    training.execute(_tiny(manager, epochs=1, seed=1), manager, root / "other")
+    session.execute(_tiny(manager, epochs=2), manager, root / "base")
+    session.execute(_tiny(manager, epochs=1, seed=1), manager, root / "other")
     return {"base": root / "base", "other": root / "other"}
 
 
@@ -271,7 +271,7 @@ def test_failure_before_the_first_checkpoint_leaves_no_orphan(failure: str, fold
         out.mkdir()
         (out / "notes.txt").write_text("keep me")
     with pytest.raises((RuntimeError, KeyboardInterrupt, UserError)):
-        training.execute(config, manager, out)
+        session.execute(config, manager, out)
     if folder == "made-by-the-run":
         assert list(tmp_path.iterdir()) == []  # the run folder and the parent it made are gone
     else:
@@ -294,7 +294,7 @@ def test_out_of_range_seed_leaves_no_orphan(tmp_path: Path, capsys: pytest.Captu
 
 def test_resume_saves_a_new_epoch_count(run: Path, capsys: pytest.CaptureFixture[str],
                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    execute = training.execute
+    execute = session.execute
 
     def interrupted_after_epoch_3(*args: Any, **kwargs: Any) -> Any:
         def stop(record: Any) -> None:
@@ -303,7 +303,7 @@ def test_resume_saves_a_new_epoch_count(run: Path, capsys: pytest.CaptureFixture
 
         return execute(*args, **kwargs, on_epoch=stop)
 
-    monkeypatch.setattr(training, "execute", interrupted_after_epoch_3)
+    monkeypatch.setattr(session, "execute", interrupted_after_epoch_3)
     code, _, stderr = cli("run", "--resume", str(run), "--epochs", "4", capsys=capsys)
     assert code == 130 and "tempsched run --resume" in stderr
     monkeypatch.undo()

@@ -18,7 +18,7 @@ from conftest import WAIT_SECONDS, wait_for
 from gate import epoch_gate, plugin_env
 from test_cli import _one_line_error, cli
 
-from tempsched import training
+from tempsched import session
 from tempsched.errors import UserError
 
 TINY = ["--members", "2", "--train-size", "320", "--val-size", "64", "--test-size", "64", "--batch-size", "64",
@@ -55,7 +55,7 @@ def killed_before_first_checkpoint(tmp_path: Path) -> tuple[Path, list[str]]:
     process = _held_run(tmp_path, 0, *options)
     process.kill()
     process.communicate()
-    assert sorted(p.name for p in run.iterdir()) == [".lock", "config.toml"]
+    assert sorted(p.name for p in run.iterdir()) == [".lock", "config.toml", "spec.json"]
     return run, options
 
 
@@ -242,6 +242,6 @@ def test_a_user_error_of_several_lines_is_printed_as_one(monkeypatch: pytest.Mon
     def fails(*args: object, **kwargs: object) -> None:
         raise UserError("plugin 'x' failed: Error(s) in loading:\n\tMissing key(s): 'a'.\n\tUnexpected key(s): 'b'.")
 
-    monkeypatch.setattr(training, "execute", fails)
+    monkeypatch.setattr(session, "execute", fails)
     code, _, stderr = cli("run", *TINY, "--out", str(tmp_path / "run"), capsys=capsys)
     _one_line_error(code, stderr, "failed: Error(s) in loading: Missing key(s): 'a'. Unexpected key(s): 'b'.")

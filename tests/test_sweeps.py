@@ -4,7 +4,6 @@ at the run's tau, runs trained once and reused, the report folder through the CL
 from __future__ import annotations
 
 import dataclasses
-
 import json
 import tomllib
 from pathlib import Path
@@ -23,7 +22,9 @@ from tempsched.gsvae.experiments.latents import Latents
 from tempsched.gsvae.experiments.recon import Recon
 from tempsched.gsvae.experiments.sweeps import NSweep, TauSweep
 from tempsched.plugins import PluginManager
-from tempsched.training import ensure_run, execute, load_best, load_run_config
+from tempsched.runs import load_best
+from tempsched.session import execute
+from tempsched.spec import RunSpec, saved_config
 from test_cli import TINY, _one_line_error, cli
 
 TASK = {"train_size": 192}  # 128 training images: 2 batches an epoch
@@ -33,8 +34,7 @@ def evaluate(evaluation: Evaluation, runs: list[Path], base: RunConfig, out: Pat
     """Run ``evaluation`` as ``tempsched eval`` does and return its results.json."""
     manager = PluginManager()
     report = Report(out, evaluation.name)
-    evaluation.run(EvalContext(runs=runs, base=base, report=report, train=lambda c: ensure_run(c, manager, cache),
-                               manager=manager))
+    evaluation.run(EvalContext(runs=runs, spec=RunSpec(base.to_dict()), report=report, manager=manager, cache=cache))
     report.write({"evaluation": evaluation.name, "runs": [str(r) for r in runs], "base": base.to_dict()})
     return json.loads((out / "results.json").read_text())
 
@@ -122,7 +122,7 @@ def test_n_sweep_reuses_the_given_run_and_trains_each_other_n_once(population: P
     assert rows[1]["run"] == str(population)  # n = 2 is the run given: not trained again
     single = Path(rows[0]["run"])
     assert single.parent == cache
-    config, pop = load_run_config(single, PluginManager()), loaded.config
+    config, pop = saved_config(single, PluginManager().registry), loaded.config
     assert config.members == 1 and config.schedules == ["fixed"]
     assert (config.seed, config.epochs, config.task_options, config.params["patience"]) == \
         (pop.seed, pop.epochs, pop.task_options, pop.params["patience"])
@@ -148,7 +148,7 @@ def test_n_sweep_trains_with_the_command_lines_speed_settings(population: Path, 
     rows = evaluate(NSweep(members=[2, 1], hard_draws=1), [population], command_line, tmp_path / "n",
                     tmp_path / "cache")["n_sweep"]
     assert rows[1]["run"] == str(population)  # the settings enter no fingerprint: the given run is reused
-    trained = load_run_config(Path(rows[0]["run"]), PluginManager())
+    trained = saved_config(Path(rows[0]["run"]), PluginManager().registry)
     assert trained.performance == command_line.performance != given.performance
 
 

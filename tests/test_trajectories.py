@@ -12,7 +12,7 @@ import pytest
 import toy
 from tempsched.config import layer
 from tempsched.errors import UserError
-from tempsched.training import execute
+from tempsched.session import execute
 from tempsched_plugins.tensorboard import ENV
 from test_cli import TINY, _one_line_error, cli
 

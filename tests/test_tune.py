@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import signal
@@ -171,8 +172,8 @@ def test_resume_adds_trials_to_the_same_study_and_best_toml_reproduces_it(tmp_pa
 
 def test_resume_with_other_settings_is_refused(tmp_path: Path) -> None:
     tune.run_study(toy_settings(tmp_path / "study", trials=1))
-    other = toy_settings(tmp_path / "study", trials=2)
-    other.base.epochs = 3
+    settings = toy_settings(tmp_path / "study", trials=2)
+    other = dataclasses.replace(settings, spec=settings.spec.with_overrides({"epochs": 3}))
     with pytest.raises(UserError, match=r"other settings \(epochs differ\)"):
         tune.run_study(other)
 

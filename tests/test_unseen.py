@@ -10,11 +10,13 @@ import pytest
 import torch
 
 from conftest import tiny_gsvae
+from tempsched.build import build_task
 from tempsched.errors import UserError
 from tempsched.evaluation import EvalContext, Report
 from tempsched.gsvae.experiments.unseen import Unseen, held_out_classes
 from tempsched.plugins import PluginManager
-from tempsched.training import build_task, load_best, load_run_config
+from tempsched.runs import load_best
+from tempsched.spec import RunSpec, saved_config
 from test_cli import TINY, _one_line_error, cli
 from test_sweeps import TASK, evaluate
 
@@ -36,7 +38,7 @@ def test_training_data_holds_no_excluded_class(unseen: dict[str, Any]) -> None:
     assert (rows["population"]["preset"], rows["baseline"]["preset"]) == ("paper-default", "standard-annealing")
     assert rows["population"]["epochs"] == rows["baseline"]["epochs"] == 1
     for row in rows.values():
-        config = load_run_config(Path(row["run"]), manager)
+        config = saved_config(Path(row["run"]), manager.registry)
         assert config.task_options["exclude_classes"] == HELD_OUT
         data = build_task(config, manager).data
         for labels in (data.y_train, data.y_val):
@@ -77,7 +79,7 @@ def test_bad_input_is_refused_before_training(tmp_path: Path, capsys) -> None:
 
     def run(classes: Any, runs: tuple[Path, ...] = ()) -> None:
         Unseen(exclude_classes=classes, images=4, hard_draws=1).run(EvalContext(
-            runs=list(runs), base=base, report=Report(tmp_path, "x"), train=lambda c: pytest.fail("trained")))
+            runs=list(runs), spec=RunSpec(base.to_dict()), report=Report(tmp_path, "x"), manager=PluginManager()))
 
     with pytest.raises(UserError, match=r"has no image of class\(es\) \[11\]"):
         run([2, 11])

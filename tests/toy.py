@@ -15,8 +15,7 @@ from typing import Any, Iterator
 import torch
 from torch import nn
 
-from tempsched import Param, Preset, Range, TaskEnv, hookimpl, log_spaced
-from tempsched.config import layer
+from tempsched import Param, Preset, Range, RunSpec, TaskEnv, hookimpl, log_spaced
 from tempsched.plugins import PluginManager
 from tempsched.space import SearchSpace
 from tempsched.tune import TuneSettings
@@ -142,9 +141,10 @@ def toy_settings(study_dir: Path, trials: int, **changes: Any) -> TuneSettings:
     toy's loss adds (tau - 2)^2); ``changes`` sets other TuneSettings fields.
     """
     manager = changes.get("manager_factory", toy_manager)()
-    base = layer(manager.registry, {"plugin": "toy-paper", "epochs": 4, "seed": 0})
+    spec = RunSpec({"plugin": "toy-paper", "epochs": 4, "seed": 0})
+    base = spec.resolve(manager.registry)
     space = manager.search_space(manager.registry.presets["toy-paper"], SearchSpace.for_run(base, manager.registry))
-    settings = TuneSettings(base=base, space=space, trials=trials, study_dir=study_dir, study_name="toy",
+    settings = TuneSettings(spec=spec, space=space, trials=trials, study_dir=study_dir, study_name="toy",
                             manager_factory=toy_manager)
     for key, value in changes.items():
         setattr(settings, key, value)

@@ -7,20 +7,16 @@ came from selection. The policy is per epoch: a source whose schedule moves tau 
 (``standard-annealing``) is replayed at each epoch's starting temperature.
 
 The replaying run must start at the policy's first temperature and keep the source's bounds, or the
-engine's clamping would change the sequence; ``replay_config`` builds such a configuration, and a run
+engine's clamping would change the sequence; ``tempsched.trajectories.replay_spec`` builds such a run, and a run
 that would not replay the policy exactly is refused before its first epoch.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Any
 
 from tempsched import EpochContext, Param, Preset, RunInfo, Schedule, UserError, hookimpl
-from tempsched.config import RunConfig, layer
-from tempsched.plugins import PluginManager
-from tempsched.training import load_run_config
 from tempsched.trajectories import read_policy
 
 
@@ -74,22 +70,3 @@ def tempsched_run_start(info: RunInfo) -> None:
         return
     tau = info.config["tau"]
     Replay(info.config["params"]["replay"]["policy"]).check(info.epochs, tau["initial"], tau["min"], tau["max"])
-
-
-def replay_config(source_run_dir: Path, manager: PluginManager) -> RunConfig:
-    """The configuration of a single model replaying ``source_run_dir``'s policy: the source's task and
-    its options, epochs, seed, selection split, device and temperature bounds; tau.initial = the policy's
-    first temperature."""
-    source_run_dir = Path(source_run_dir).resolve()
-    source = load_run_config(source_run_dir, manager)
-    taus = [entry["tau"] for entry in read_policy(source_run_dir)]
-    if len(taus) < source.epochs:
-        raise UserError(f"{source_run_dir} has recorded {len(taus)} of its {source.epochs} epochs: finish it "
-                        "(tempsched run --resume) before replaying it")
-    return layer(manager.registry, {
-        "plugin": "replay", "task": source.task, "epochs": source.epochs, "seed": source.seed,
-        "select_on": source.select_on, "device": source.device,
-        "performance": dataclasses.asdict(source.performance), "task_options": dict(source.task_options),
-        "tau": {"initial": taus[0], "min": source.tau.min, "max": source.tau.max},
-        "params": {"replay": {"policy": str(source_run_dir)}},
-    })

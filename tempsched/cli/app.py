@@ -22,7 +22,7 @@ app = typer.Typer(
 app.command(cls=ShortcutCommand)(run.run)
 app.command(name="plugins")(plugins_cmd.plugins)
 app.add_typer(tune.tune_app, name="tune")
-app.command(name="eval", cls=ShortcutCommand)(eval_cmd.evaluate)
+app.command(name="eval", cls=eval_cmd.EvalCommand)(eval_cmd.evaluate)
 
 
 def _show_version(value: bool) -> None:

@@ -14,25 +14,24 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from tempsched import training
 from tempsched.cli import options as opt
-from tempsched.cli.run import config_from_context
-from tempsched.errors import UserError
-from tempsched.evaluation import EvalContext, Report, run_evaluation
+from tempsched.cli.run import spec_from_context
+from tempsched.cli.shortcuts import ShortcutCommand
+from tempsched.evaluation import evaluate as run_named
 from tempsched.plugins import PluginManager
 
 console = Console()
 
 
-def evaluation_options(manager: PluginManager, name: str, settings: dict[str, Any]) -> dict[str, Any]:
-    """Every option of evaluation ``name``: its declared defaults with ``settings`` over them, each checked."""
-    cls = manager.registry.get("evaluations", name)
-    values = {key: param.default for key, param in cls.params.items()}
-    for key, value in settings.items():
-        if key not in cls.params:
-            raise UserError(f"evaluation '{name}' has no option '{key}' (its options: {', '.join(cls.params) or 'none'})")
-        values[key] = value
-    return {key: cls.params[key].check(value, f"evaluation option '{key}'") for key, value in values.items()}
+class EvalCommand(ShortcutCommand):
+    """``eval``: besides the shortcut options, its help lists the evaluations the plugins registered."""
+
+    def adopt(self, manager: PluginManager) -> None:
+        super().adopt(manager)
+        lines = [f"{name}: {cls.title or cls.__doc__ or ''}".strip() for name, cls in
+                 sorted(manager.registry.evaluations.items())]
+        self.epilog = "Evaluations (--set NAME=VALUE sets their options; 'tempsched plugins' lists them):\n\n" + \
+            "\n\n".join(lines)
 
 
 def evaluate(
@@ -52,26 +51,15 @@ def evaluate(
     """Run an evaluation (a paper experiment) and write report.md, results.json and its figures."""
     manager = PluginManager()
     settings = {key.partition(".")[2]: value for key, value in opt.assignments(set_ or [], "--set", "eval").items()}
-    chosen = evaluation_options(manager, name, settings)
-    report = Report(out or opt.fresh_path("reports", name), manager.registry.get("evaluations", name).title or name)
-    report.check()  # a file, a run or a stranger's folder is refused now, not after the evaluation's work
-    evaluation = training.build_part(manager, "evaluations", name, chosen)
-    base = config_from_context(manager, ctx)
-    if base.performance.threads:
+    spec = spec_from_context(ctx)
+    threads = spec.resolve(manager.registry).performance.threads
+    if threads:
         import torch
 
-        torch.set_num_threads(base.performance.threads)  # evaluations of reused runs train nothing
-    run_dirs = list(runs or [])
-    for run_dir in run_dirs:
-        training.load_run_config(run_dir, manager)  # not a run directory: one line, before any work
-    if len(run_dirs) < evaluation.needs_runs:
-        raise UserError(f"evaluation '{name}' needs {evaluation.needs_runs} run director"
-                        f"{'y' if evaluation.needs_runs == 1 else 'ies'}, got {len(run_dirs)}")
+        torch.set_num_threads(threads)  # evaluations of reused runs train nothing
     with _progress() as progress:
-        context = EvalContext(runs=run_dirs, base=base, report=report, progress=progress, manager=manager,
-                              cache=cache, train=lambda config: training.ensure_run(config, manager, cache))
-        run_evaluation(evaluation, context, {"evaluation": name, "options": chosen,
-                                             "runs": [str(r) for r in run_dirs], "base": base.to_dict()})
+        report = run_named(name, list(runs or []), out or opt.fresh_path("reports", name), manager=manager,
+                           spec=spec, options=settings, cache=cache, progress=progress)
     console.print(f"report: {report.out / 'report.md'}", highlight=False)
 
 

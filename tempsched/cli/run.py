@@ -13,14 +13,15 @@ from typing import Any, Iterator, List, NoReturn, Optional
 import typer
 from rich.console import Console
 
-from tempsched import distributed, rundir, training
+from tempsched import distributed, rundir, session, spec
 from tempsched.cli import options as opt
 from tempsched.cli import shortcuts
 from tempsched.cli.exits import one_line_errors
 from tempsched.cli.live import RichReporter
-from tempsched.config import RunConfig, layer, load_toml
+from tempsched.config import RunConfig
 from tempsched.errors import UserError
 from tempsched.plugins import PluginManager
+from tempsched.spec import RunSpec
 
 DATA, POPULATION, TEMPERATURE, SPEED, OUTPUT = opt.DATA, opt.POPULATION, "Temperature", "Speed", "Output"
 
@@ -28,20 +29,19 @@ console = Console()
 err_console = Console(stderr=True)
 
 
-def config_from_options(manager: PluginManager, config_file: Optional[Path], given: dict[str, Any],
-                        params: List[str], options: List[str], declared: Optional[dict[str, Any]] = None) -> RunConfig:
-    """The one config path from the command line: defaults <- ``--config`` TOML <- options (``declared``: the
-    plugins' shortcut options given, by dotted key)."""
-    toml = load_toml(config_file) if config_file is not None else {}
-    return layer(manager.registry, toml, opt.overrides(given, params, options, declared))
+def spec_from_options(config_file: Optional[Path], given: dict[str, Any], params: List[str], options: List[str],
+                      declared: Optional[dict[str, Any]] = None) -> RunSpec:
+    """The spec the command line asks for: the ``--config`` TOML (if any) with the options as dotted overrides
+    (``declared``: the plugins' shortcut options given, by dotted key)."""
+    return RunSpec.from_file(config_file, opt.overrides(given, params, options, declared))
 
 
-def config_from_context(manager: PluginManager, ctx: Any) -> RunConfig:
-    """The configuration from the run options another command adopted (``tune``, ``eval``)."""
+def spec_from_context(ctx: Any) -> RunSpec:
+    """The spec from the run options another command adopted (``tune``, ``eval``)."""
     values = opt.run_values(ctx)
     config_file = values.pop("config", None)
-    return config_from_options(manager, config_file, values, values.pop("param", None) or [],
-                               values.pop("option", None) or [], shortcuts.values(ctx))
+    return spec_from_options(config_file, values, values.pop("param", None) or [], values.pop("option", None) or [],
+                             shortcuts.values(ctx))
 
 
 def run(
@@ -105,23 +105,24 @@ def run(
     with _sigterm_as_interrupt(), distributed.joined(peer_timeout) as group:
         if group is not None and not group.leads:
             resolved, resuming = group.receive()  # process 0's: a --config or run directory may be only there
-            training.follow(resolved, manager, group, resume=resuming)
+            session.follow(resolved, manager, group, resume=resuming)
             return
         if resume is not None:
             changed = set(given) - set(opt.RESUMABLE)
             if config is not None or out is not None or changed or declared or param or option:
                 raise UserError(f"--resume continues the saved configuration: only "
                                 f"{', '.join('--' + n for n in opt.RESUMABLE)} may be given with it")
-            resolved = training.load_run_config(resume, manager, opt.overrides(given))
+            asked, resolved = spec.resume(resume, manager.registry, opt.overrides(given))
             run_dir = resume
         else:
-            resolved = config_from_options(manager, config, given, param or [], option or [], declared)
+            asked = spec_from_options(config, given, param or [], option or [], declared)
+            resolved = asked.resolve(manager.registry)
             run_dir = out or opt.fresh_path("runs", resolved.plugin)
         if procs is not None and procs > 1:
-            _launch(RankJob(resolved, run_dir, resume is not None, peer_timeout), procs)
+            _launch(RankJob(asked, resolved, run_dir, resume is not None, peer_timeout), procs)
         if group is not None:
             group.publish((resolved, resume is not None))
-        _train(manager, resolved, run_dir, resume is not None, group)
+        _train(manager, asked, resolved, run_dir, resume is not None, group)
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:
@@ -152,13 +153,13 @@ def _saved(run_dir: Path) -> str:
     return "it stopped before the first epoch finished: nothing was saved"
 
 
-def _train(manager: PluginManager, resolved: RunConfig, run_dir: Path, resuming: bool,
+def _train(manager: PluginManager, asked: RunSpec, resolved: RunConfig, run_dir: Path, resuming: bool,
            group: distributed.Group | None) -> None:
     """Train in this process (all members, or process 0's slice), with the live view."""
     reporter = RichReporter(console)
     manager.register(reporter, name="tempsched.cli-live")
     try:
-        training.execute(resolved, manager, run_dir, resume=resuming, group=group)
+        session.execute(resolved, manager, run_dir, resume=resuming, group=group, spec=asked)
     except KeyboardInterrupt:
         err_console.print(f"interrupted: {_saved(run_dir)}", highlight=False, markup=False, soft_wrap=True)
         raise typer.Exit(130) from None
@@ -170,9 +171,11 @@ def _train(manager: PluginManager, resolved: RunConfig, run_dir: Path, resuming:
 
 @dataclass(frozen=True)
 class RankJob:
-    """What each process of a ``--procs`` run is started with: the configuration this process resolved,
-    so that no process parses options or reads a ``--config`` again (pickled: the processes are spawned)."""
+    """What each process of a ``--procs`` run is started with: the spec and the configuration this process
+    resolved, so that no process parses options or reads a ``--config`` again (pickled: the processes are
+    spawned)."""
 
+    spec: RunSpec
     config: RunConfig
     run_dir: Path
     resuming: bool
@@ -187,9 +190,9 @@ def train_rank(job: RankJob) -> None:
         with _sigterm_as_interrupt(), distributed.joined(job.peer_timeout) as group:
             assert group is not None, "train_rank runs in a process that distributed.launch started"
             if group.leads:
-                _train(manager, job.config, job.run_dir, job.resuming, group)
+                _train(manager, job.spec, job.config, job.run_dir, job.resuming, group)
             else:
-                training.follow(job.config, manager, group, resume=job.resuming)
+                session.follow(job.config, manager, group, resume=job.resuming)
 
 
 def _launch(job: RankJob, procs: int) -> NoReturn:

@@ -146,9 +146,13 @@ class TakesShortcuts:
 
     def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
         if not self.with_shortcuts:
-            add_shortcuts(self, PluginManager())
+            self.adopt(PluginManager())
             self.with_shortcuts = True
         return super().parse_args(ctx, args)  # type: ignore[misc]
+
+    def adopt(self, manager: PluginManager) -> None:
+        """What the command takes from the plugins when it parses its arguments: the shortcut options."""
+        add_shortcuts(self, manager)
 
 
 class ShortcutCommand(TakesShortcuts, TyperCommand):

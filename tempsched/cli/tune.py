@@ -18,7 +18,7 @@ from rich.live import Live
 from rich.table import Table
 
 from tempsched import tune
-from tempsched.cli.run import config_from_context
+from tempsched.cli.run import spec_from_context
 from tempsched.cli.shortcuts import ShortcutGroup
 from tempsched.config import load_toml
 from tempsched.errors import UserError
@@ -119,14 +119,15 @@ def study(
     if ctx.invoked_subcommand is not None:
         return
     manager = PluginManager()
-    base = config_from_context(manager, ctx)
+    spec = spec_from_context(ctx)
+    base = spec.resolve(manager.registry)
     preset = manager.registry.get("presets", base.plugin)
     search = manager.search_space(preset, SearchSpace.for_run(base, manager.registry))
     table = load_toml(space) if space is not None else {}
     search.apply_overrides(*parse_overrides(fix or [], range_ or [], table))
     study_dir = out or Path("studies") / base.plugin
     settings = tune.TuneSettings(
-        base=base, space=search, trials=trials, study_dir=study_dir,
+        spec=spec, space=search, trials=trials, study_dir=study_dir,
         study_name=study_name or tune.default_study_name(study_dir), storage=storage,
         sampler=sampler, pruner=pruner, workers=workers)
     tune.check_settings(settings)

@@ -2,7 +2,7 @@
 
 The population tunes tau *within* a run; Optuna tunes the outer knobs *across* runs (feedback lr,
 patience, tau bounds: whatever the plugins' search space holds). A trial trains into
-``STUDY_DIR/trials/<number>/`` with ``training.execute``, reports the population's best loss after
+``STUDY_DIR/trials/<number>/`` with ``session.execute``, reports the population's best loss after
 every epoch (so the pruner can stop it) and returns the best member's selection loss; the best
 member's test metrics (``test_mse`` among them) become user attributes. A trial that raises is
 recorded FAIL with one line on stderr and the study goes on, unless ``FAILURES_IN_A_ROW`` trials of
@@ -27,12 +27,14 @@ from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from tempsched import rundir as rd
-from tempsched import training
-from tempsched.config import RunConfig, replace_keys, resolve
+from tempsched.build import build_task
+from tempsched.session import execute
+from tempsched.config import RunConfig
 from tempsched.errors import UserError, describe_exception
 from tempsched.plugins import PluginManager
 from tempsched.records import EpochRecord
 from tempsched.space import SearchSpace
+from tempsched.spec import RunSpec
 from tempsched.tune import directory, workers
 from tempsched.tune.storage import (fail_stale_trials, heartbeat, open_storage, quiet_experimental, storage_label,
                                     worker_id)
@@ -47,13 +49,14 @@ Callback = Callable[[optuna.Study, FrozenTrial], None]
 
 @dataclass
 class TuneSettings:
-    """One study: the run every trial starts from, what it samples, and how the study runs.
+    """One study: the run every trial starts from (``spec``; ``base`` is its resolution), what it samples,
+    and how the study runs.
 
     ``manager_factory`` builds the plugin manager in each worker process; it must be importable by
     name (a module-level function) because workers are started with the ``spawn`` method.
     """
 
-    base: RunConfig
+    spec: RunSpec
     space: SearchSpace
     trials: int
     study_dir: Path
@@ -63,6 +66,10 @@ class TuneSettings:
     pruner: str = "median"
     workers: int = 1
     manager_factory: Callable[[], PluginManager] = PluginManager
+    base: RunConfig = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.base = self.spec.resolve(self.manager_factory().registry)
 
     def storage_label(self) -> str:
         """Where the study lives, safe to print (no password)."""
@@ -99,13 +106,13 @@ def check_space_corners(settings: TuneSettings, manager: PluginManager) -> None:
     rejects (a negative tau, say) fails now and not in trial 17."""
     dims = settings.space.dims.values()
     for pick in (0, 1):
-        trial_config(settings.base, settings.space, {d.name: d.bounds()[pick] for d in dims}, manager)
+        trial_spec(settings.spec, settings.space, {d.name: d.bounds()[pick] for d in dims}).resolve(manager.registry)
 
 
-def trial_config(base: RunConfig, space: SearchSpace, values: dict[str, Any], manager: PluginManager) -> RunConfig:
-    """The complete run configuration of a trial: ``base`` (typed, resolved) with the sampled values at their
-    dotted keys, checked again against the parts' declarations."""
-    return resolve(replace_keys(base, space.targets(values)), manager.registry)
+def trial_spec(base: RunSpec, space: SearchSpace, values: dict[str, Any]) -> RunSpec:
+    """What a trial runs: ``base`` with the sampled values at their dotted keys (resolve it for the
+    complete configuration, checked against the parts' declarations)."""
+    return base.with_overrides(space.targets(values))
 
 
 def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
@@ -206,7 +213,8 @@ class Objective:
         """The trial itself: its run's best selection loss."""
         fail_stale_trials(trial.study, self.storage)
         values = self.settings.space.suggest(trial)
-        config = trial_config(self.settings.base, self.settings.space, values, self.manager)
+        spec = trial_spec(self.settings.spec, self.settings.space, values)
+        config = spec.resolve(self.manager.registry)
         run_dir = directory.trial_dir(self.settings.study_dir, trial.number)
         trial.set_user_attr("worker", worker_id())
         trial.set_user_attr("run_dir", str(run_dir))
@@ -220,7 +228,7 @@ class Objective:
                 raise optuna.TrialPruned(f"pruned after epoch {record.epoch + 1}")
 
         with heartbeat(trial, self.storage):
-            summary = training.execute(config, self.manager, run_dir, on_epoch=on_epoch)
+            summary = execute(config, self.manager, run_dir, on_epoch=on_epoch, spec=spec)
         for key, value in summary.test_metrics.items():
             trial.set_user_attr(key, float(value))
         trial.set_user_attr("best_tau", summary.best_tau)
@@ -288,7 +296,7 @@ def best_config(study: optuna.Study, settings: TuneSettings, manager: PluginMana
     if not top:
         return None
     values = settings.space.suggest(optuna.trial.FixedTrial(top[0].params))
-    return trial_config(settings.base, settings.space, values, manager)
+    return trial_spec(settings.spec, settings.space, values).resolve(manager.registry)
 
 
 def write_best_toml(study: optuna.Study, settings: TuneSettings, manager: PluginManager) -> Path | None:
@@ -313,7 +321,7 @@ def run_study(settings: TuneSettings, callbacks: list[Callback] | None = None) -
     check_space_corners(settings, manager)
     # The task loads its data once here, so that data the run cannot use (too few images to split, a missing
     # file) is one line before the study directory exists, not the same failure in every trial.
-    training.build_task(settings.base, manager)
+    build_task(settings.base, manager)
     storage = open_storage(settings.storage, settings.study_dir)
     directory.check_owner(settings.study_dir, settings.study_name, storage, settings.storage_label())
     study = load_study(settings, storage)

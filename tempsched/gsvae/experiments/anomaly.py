@@ -117,6 +117,7 @@ class Anomaly(Evaluation):
     """Fig. 9: AUROC and held-out-threshold accuracy of patch detection by reconstruction error."""
 
     name = "anomaly"
+    task = "gsvae"
     title = "Patch-anomaly detection by reconstruction error (the paper's Fig. 9)"
     params = {
         "shapes": Param(list(SHAPES), f"patch shapes ({', '.join(SHAPES)})"),

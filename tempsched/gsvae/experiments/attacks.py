@@ -167,6 +167,7 @@ class Attacks(Evaluation):
     """Tables 2-3 under the paper's protocol, the authors' variant and adaptive attacks, with robust accuracy."""
 
     name = "attacks"
+    task = "gsvae"
     title = "Purification against FGSM and PGD (the paper's Tables 2-3), non-adaptive and adaptive"
     params = {
         "fgsm_eps": Param([], "FGSM eps (empty: the paper's list for the data set)"),
@@ -310,7 +311,7 @@ class Attacks(Evaluation):
         for m in models:
             best = m.loaded.best
             purifier = Purifier(m.loaded.model, m.loaded.tau, self.decoding)
-            identity = {**base, "purifier": [best["fingerprint"], best["epoch"], best["member"]]}
+            identity = {**base, "purifier": [best.fingerprint, best.epoch, best.member]}
             rows.append(Row(f"CNN + {m.label}", Pipeline(cnn.model, purifier), identity))
         return rows
 

@@ -11,16 +11,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any
 
 import torch
 
+from tempsched import LoadedRun
 from tempsched.errors import UserError
+from tempsched.evaluation import EvalContext
 from tempsched.gsvae.measure import Scores, score
 from tempsched.parts import Param
-from tempsched.plugins import PluginManager
-from tempsched.training import LoadedRun, load_best, load_run_config
 
 if TYPE_CHECKING:  # pragma: no cover - an annotation only (matplotlib is imported where a figure is drawn)
     from matplotlib.figure import Figure
@@ -50,15 +49,10 @@ def soft_and_hard(run: LoadedRun, x: torch.Tensor, tau: float, hard_draws: int, 
                     score(run.model, x, tau, "hard", part, seed, draws=hard_draws))
 
 
-def load_gsvae_runs(run_dirs: Sequence[Path], manager: PluginManager, evaluation: str,
-                    device: str) -> list[LoadedRun]:
-    """The best model of every run on ``device``, each refused with one line before any is loaded if it is not a
-    GS-VAE run."""
-    for run_dir in run_dirs:
-        config = load_run_config(run_dir, manager)
-        if config.task != "gsvae":
-            raise UserError(f"{run_dir} is a run of task '{config.task}': {evaluation} measures GS-VAE runs only")
-    return [load_best(Path(run_dir), manager, device=device) for run_dir in run_dirs]
+def load_gsvae_runs(ctx: EvalContext) -> list[LoadedRun]:
+    """The best model of every run given, on the command line's device (``evaluate`` has checked that each
+    is a GS-VAE run: the evaluations that call this declare ``task = "gsvae"``)."""
+    return [ctx.load_run(run_dir) for run_dir in ctx.need_runs()]
 
 
 def positive_list(values: list[Any], option: str, integers: bool = False) -> list[Any]:

@@ -14,11 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tempsched.config import RunConfig, layer
+from tempsched import LoadedRun, RunConfig, RunSpec
 from tempsched.errors import UserError
 from tempsched.evaluation import EvalContext
-from tempsched.plugins import PluginManager
-from tempsched.training import LoadedRun, load_best, load_run_config
 
 # Options that decide which images a run's task holds: runs compared on one image set must agree on them.
 DATA_OPTIONS = ("dataset", "data_dir", "train_size", "val_size", "test_size")
@@ -32,11 +30,10 @@ class Compared:
     loaded: LoadedRun
 
 
-def baseline_config(population: RunConfig, preset: str, base: RunConfig, manager: PluginManager,
-                    **more: Any) -> RunConfig:
+def baseline_spec(population: RunConfig, preset: str, base: RunConfig, **more: Any) -> RunSpec:
     """``preset`` on the population's task options, seed and epochs; device and speed from ``base``; ``more``:
     other top-level keys (``epochs``, ``members``, ``tau``) for the baselines that change them."""
-    return layer(manager.registry, {
+    return RunSpec({
         "plugin": preset, "epochs": population.epochs, "seed": population.seed, "select_on": population.select_on,
         "device": base.device, "performance": dataclasses.asdict(base.performance),
         "task_options": dict(population.task_options), **more})
@@ -50,26 +47,23 @@ def _label(config: RunConfig, run_dir: Path, taken: set[str]) -> str:
 def compared_models(ctx: EvalContext, baseline: str) -> list[Compared]:
     """Every run given, plus the trained ``baseline`` (a preset name; empty: none) when only one is given.
 
-    All of them must be GS-VAE runs on the same images, or their scores could not be compared.
+    All of them must be runs on the same images, or their scores could not be compared.
     """
-    manager = ctx.manager
     runs = [Path(r) for r in ctx.need_runs()]
-    configs = [load_run_config(r, manager) for r in runs]
+    configs = [ctx.run_config(r) for r in runs]
     for run_dir, config in zip(runs, configs):
-        if config.task != "gsvae":
-            raise UserError(f"{run_dir} is a run of task '{config.task}': this evaluation needs GS-VAE runs")
         differ = [k for k in DATA_OPTIONS if config.task_options.get(k) != configs[0].task_options.get(k)]
         if differ:
             raise UserError(f"{run_dir} was trained on other images than {runs[0]} (task options differ: "
                             f"{', '.join(differ)}); compare runs of one data set")
     if len(runs) == 1 and baseline:
-        config = baseline_config(configs[0], baseline, ctx.base, manager)
-        runs.append(Path(ctx.train(config)))
-        configs.append(config)
+        spec = baseline_spec(configs[0], baseline, ctx.base)
+        configs.append(ctx.resolve(spec))
+        runs.append(ctx.train(spec))
     out: list[Compared] = []
     for run_dir, config in zip(runs, configs):
         # a run with the first one's task options can share its task, and so its images in memory
         task = out[0].loaded.task if out and config.task_options == configs[0].task_options else None
-        loaded = load_best(run_dir, manager, task, ctx.base.device)
+        loaded = ctx.load_run(run_dir, task)
         out.append(Compared(_label(config, run_dir, {c.label for c in out}), loaded))
     return out

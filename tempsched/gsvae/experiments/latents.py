@@ -23,6 +23,7 @@ class Latents(Evaluation):
     """Fig. 6: MSE (soft and hard) of decoder 1 on z1, decoder 2 on z2 and their mean; a grid of each."""
 
     name = "latents"
+    task = "gsvae"
     title = "Dual latent layers: each decoder alone and their mean (the paper's Fig. 6)"
     params = {"images": GRID_IMAGES, "hard_draws": HARD_DRAWS}
 
@@ -31,7 +32,7 @@ class Latents(Evaluation):
         self.hard_draws = hard_draws
 
     def run(self, ctx: EvalContext) -> None:
-        runs = load_gsvae_runs(ctx.need_runs(), ctx.manager, self.name, ctx.base.device)
+        runs = load_gsvae_runs(ctx)
         report = ctx.report
         advance = ctx.progress("latents: measure each latent part", len(runs) * len(PART_LABELS))
         rows: list[list[Cell]] = []

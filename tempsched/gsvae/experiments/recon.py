@@ -10,20 +10,15 @@ epochs on one model), its own final tau held fixed, and its discovered schedule 
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from tempsched.config import RunConfig
-from tempsched.errors import UserError
+from tempsched import RunConfig, RunSpec, replay_spec
 from tempsched.evaluation import Cell, EvalContext, Evaluation
-from tempsched.gsvae.experiments.compared import baseline_config
+from tempsched.gsvae.experiments.compared import baseline_spec
 from tempsched.gsvae.measure import Measurement, measure
 from tempsched.parts import Param
-from tempsched.plugins import PluginManager
-from tempsched.training import load_best, load_run_config
-from tempsched_plugins.replay import replay_config
 
 PAPER = "paper, Table 1 (printed)"
 # The paper's Table 1, rows "Our model" (n = 8) and "Standard GS-VAE", as printed; the authors' code measured
@@ -69,6 +64,7 @@ class Recon(Evaluation):
     """Table 1: MSE and -ELBO per decoding on the full test set, discreteness, baselines, paper figures."""
 
     name = "recon"
+    task = "gsvae"
     title = "Reconstruction on the full test set (the paper's Table 1)"
     params = {
         "baselines": Param(False, "train the first run's fair baselines (same epochs, equal compute, its final "
@@ -81,12 +77,7 @@ class Recon(Evaluation):
         self.hard_draws = hard_draws
 
     def run(self, ctx: EvalContext) -> None:
-        manager = ctx.manager
         runs = ctx.need_runs()
-        for run_dir in runs:  # refuse before any work
-            config = load_run_config(run_dir, manager)
-            if config.task != "gsvae":
-                raise UserError(f"{run_dir} is a run of task '{config.task}': recon measures GS-VAE runs only")
         advance = ctx.progress("recon: measuring runs", len(runs))
         rows = []
         for run_dir in runs:
@@ -94,15 +85,15 @@ class Recon(Evaluation):
             advance(1)
         baselines = []
         if self.baselines:
-            configs = baseline_configs(rows[0], ctx.base, manager)
-            advance = ctx.progress("recon: baselines (train, measure)", len(configs))
-            for label, config in configs:
-                baselines.append(self._measure(label, ctx.train(config), ctx))
+            specs = baseline_specs(rows[0], ctx)
+            advance = ctx.progress("recon: baselines (train, measure)", len(specs))
+            for label, spec in specs:
+                baselines.append(self._measure(label, ctx.train(spec), ctx))
                 advance(1)
         self._report(ctx, rows, baselines)
 
     def _measure(self, label: str, run_dir: Path, ctx: EvalContext) -> Measured:
-        loaded = load_best(run_dir, ctx.manager, device=ctx.base.device)
+        loaded = ctx.load_run(run_dir)
         seed = int(loaded.config.task_options["eval_noise_seed"])
         result = measure(loaded.model, loaded.task.data.x_test, loaded.tau, noise_seed=seed,
                          hard_draws=self.hard_draws)
@@ -134,20 +125,19 @@ class Recon(Evaluation):
         report.result("comparisons", comparisons)
 
 
-def baseline_configs(population: Measured, base: RunConfig, manager: PluginManager) -> list[tuple[str, RunConfig]]:
+def baseline_specs(population: Measured, ctx: EvalContext) -> list[tuple[str, RunSpec]]:
     """The fair baselines of a population run: (a) standard-annealing for its epochs, (b) standard-annealing
     for members x epochs, (c) one model at the population's final tau, fixed, for members x epochs, (d) its
     policy replayed on one model for its epochs. Same task options and seed; device and speed settings
-    from ``base`` (the evaluation's command line)."""
+    from the evaluation's command line."""
     pop, tau = population.config, population.measurement.tau
     assert pop.tau.min is not None and pop.tau.max is not None
     budget = population.compute
 
-    def config(plugin: str, epochs: int, **more: Any) -> RunConfig:
-        return baseline_config(pop, plugin, base, manager, epochs=epochs, **more)
+    def config(plugin: str, epochs: int, **more: Any) -> RunSpec:
+        return baseline_spec(pop, plugin, ctx.base, epochs=epochs, **more)
 
-    replay = dataclasses.replace(replay_config(population.run_dir, manager), device=base.device,
-                                 performance=dataclasses.replace(base.performance))
+    replay = ctx.with_local_settings(replay_spec(population.run_dir, ctx.run_config(population.run_dir)))
     return [
         ("(a) standard-annealing, same epochs", config("standard-annealing", pop.epochs)),
         ("(b) standard-annealing, equal compute", config("standard-annealing", budget)),

@@ -9,7 +9,6 @@ at the paper's list of temperatures plus the run's own.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,29 +16,32 @@ from typing import Callable
 
 import torch
 
+from tempsched import LoadedRun, RunConfig, RunSpec
 from tempsched import rundir as rd
-from tempsched.config import RunConfig, replace_keys, resolve
 from tempsched.errors import UserError
 from tempsched.evaluation import Cell, EvalContext, Evaluation
 from tempsched.gsvae.experiments.common import (GRID_IMAGES, HARD_DRAWS, canvas, load_gsvae_runs, noise_seed,
                                                 positive_list, soft_and_hard)
 from tempsched.gsvae.measure import discreteness, reconstruct, score, unit_images
 from tempsched.parts import Param
-from tempsched.plugins import PluginManager
-from tempsched.training import LoadedRun, load_best, load_run_config
 
 PAPER_OPTIMUM = 98.901  # the temperature the authors' population found on CIFAR-10 (Fig. 5)
 # Fig. 5 (left), CIFAR-10, as printed.
 PAPER_TAUS = [0.5, 0.9, 10.0, 30.0, 60.0, PAPER_OPTIMUM, 120.0, 160.0, 200.0, 300.0]
 
 
-def with_members(base: RunConfig, members: int, manager: PluginManager) -> RunConfig:
-    """``base`` with ``members`` members: the preset assigns their schedules again, and the parameter
-    tables of parts the new population no longer uses are dropped (the others keep their values)."""
-    sized = replace_keys(base, {"members": members, "schedules": None})
-    parts = resolve(dataclasses.replace(sized, params={}), manager.registry).params
-    kept = {part: table for part, table in base.params.items() if part in parts}
-    return resolve(dataclasses.replace(sized, params=kept), manager.registry)
+def with_members(ctx: EvalContext, spec: RunSpec, members: int) -> RunSpec:
+    """``spec`` with ``members`` members: the preset assigns their schedules (and initial taus) again, and the
+    parameter values of parts the new population no longer uses are dropped (the others keep theirs)."""
+    sized = spec.with_overrides({"members": members, "schedules": None, "tau.members": None})
+    bare = RunSpec({k: v for k, v in sized.base.items() if k != "params"},
+                   {k: v for k, v in sized.overrides.items() if not k.startswith("params.")})
+    parts = set(ctx.resolve(bare).params)
+    tables = {part: table for part, table in dict(sized.base.get("params", {})).items()
+              if part in parts or not isinstance(table, dict)}  # a flat value applies wherever a part takes it
+    overrides = {k: v for k, v in sized.overrides.items()
+                 if not k.startswith("params.") or k.count(".") == 1 or k.split(".")[1] in parts}
+    return RunSpec({**bare.base, **({"params": tables} if tables else {})}, overrides)
 
 
 def _wall_time(run_dir: Path) -> tuple[float, str]:
@@ -57,6 +59,7 @@ class NSweep(Evaluation):
     """Fig. 4: one population per n, same preset, seed, data and epochs; test MSE and wall time vs n."""
 
     name = "n-sweep"
+    task = "gsvae"
     title = "Population size n: test MSE and wall time (the paper's Fig. 4)"
     needs_runs = 0
     params = {
@@ -70,29 +73,25 @@ class NSweep(Evaluation):
         self.hard_draws = hard_draws
 
     def run(self, ctx: EvalContext) -> None:
-        manager = ctx.manager
         if len(ctx.runs) > 1:
             raise UserError("n-sweep takes at most one run directory (the configuration to sweep around)")
         given = Path(ctx.runs[0]) if ctx.runs else None
-        base = ctx.base
-        if given is not None:
-            # What to train comes from the run given; where and how fast (device, threads, backend) from this
-            # command line, as for every run an evaluation trains: those settings enter no run's fingerprint.
-            trained = load_run_config(given, manager)
-            base = dataclasses.replace(trained, device=ctx.base.device, performance=ctx.base.performance)
-        if base.task != "gsvae":
-            raise UserError(f"n-sweep trains GS-VAE populations, but the configuration's task is '{base.task}'")
-        configs = [with_members(base, n, manager) for n in self.members]  # every one checked before training
+        # What to train comes from the run given; where and how fast (device, threads, backend) from this
+        # command line, as for every run an evaluation trains: those settings enter no run's fingerprint.
+        spec = ctx.run_spec(given) if given is not None else ctx.spec
+        base = ctx.resolve(spec)
+        specs = [with_members(ctx, spec, n) for n in self.members]
+        configs = [ctx.resolve(s) for s in specs]  # every one checked before training
         advance = ctx.progress("n-sweep: train (or reuse) and measure each population", len(configs))
         rows: list[list[Cell]] = []
         task = None
-        for config in configs:
+        for spec_n, config in zip(specs, configs):
             if given is not None and config.to_dict() == base.to_dict() and (given / rd.SUMMARY).is_file():
                 run_dir = given  # the finished run given stands for its own n
             else:
-                run_dir = Path(ctx.train(config))
+                run_dir = ctx.train(spec_n)
             # every n has the same task options: one task, one data load
-            loaded = load_best(run_dir, manager, task, ctx.base.device)
+            loaded = ctx.load_run(run_dir, task)
             task = loaded.task
             m = soft_and_hard(loaded, task.data.x_test, loaded.tau, self.hard_draws)
             assert config.members is not None
@@ -144,6 +143,7 @@ class TauSweep(Evaluation):
     """Fig. 5: one model's test set decoded at many temperatures; MSE per tau and a grid row per tau."""
 
     name = "tau-sweep"
+    task = "gsvae"
     title = "Decoding temperature tau: test MSE per tau (the paper's Fig. 5)"
     params = {
         "taus": Param(list(PAPER_TAUS), "temperatures to decode at (the run's own tau is always added); default: "
@@ -158,7 +158,7 @@ class TauSweep(Evaluation):
         self.hard_draws = hard_draws
 
     def run(self, ctx: EvalContext) -> None:
-        runs = load_gsvae_runs(ctx.need_runs(), ctx.manager, self.name, ctx.base.device)
+        runs = load_gsvae_runs(ctx)
         advance = ctx.progress("tau-sweep: decode the test set at each tau",
                                sum(len(self._taus(run)) for run in runs))
         sweeps = [self._sweep(run, advance) for run in runs]

@@ -10,18 +10,16 @@ look better on unseen classes too, so only the gap between the two sets says som
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import torch
 
-from tempsched.config import RunConfig, replace_keys, resolve
+from tempsched import LoadedRun, RunConfig
 from tempsched.errors import UserError
 from tempsched.evaluation import Cell, EvalContext, Evaluation
 from tempsched.gsvae.experiments.common import GRID_IMAGES, HARD_DRAWS, noise_seed, soft_and_hard
-from tempsched.gsvae.experiments.compared import baseline_config
+from tempsched.gsvae.experiments.compared import baseline_spec
 from tempsched.gsvae.measure import reconstruct, unit_images
 from tempsched.parts import Param
-from tempsched.training import LoadedRun, build_task, load_best
 
 BASELINE = "standard-annealing"
 # The paper's choices (Fig. 7-8): MNIST without 2s and 3s, CIFAR-10 without automobiles (class 1); the
@@ -48,6 +46,7 @@ class Unseen(Evaluation):
     """Fig. 7-8: population and baseline trained without some classes; MSE on held-out and seen classes."""
 
     name = "unseen"
+    task = "gsvae"
     title = "Classes never seen in training (the paper's Fig. 7-8)"
     needs_runs = 0
     params = {
@@ -68,12 +67,10 @@ class Unseen(Evaluation):
     def run(self, ctx: EvalContext) -> None:
         if ctx.runs:
             raise UserError("unseen trains its own runs from the run options; it takes no run directory")
-        manager = ctx.manager
-        if ctx.base.task != "gsvae":
-            raise UserError(f"unseen trains GS-VAE runs, but the configuration's task is '{ctx.base.task}'")
         classes = held_out_classes(self.exclude_classes, ctx.base)
-        ours = resolve(replace_keys(ctx.base, {"task_options.exclude_classes": classes}), manager.registry)
-        task = build_task(ours, manager)  # loads the data: an unknown class is refused before any training
+        ours_spec = ctx.derive({"task_options.exclude_classes": classes})
+        ours = ctx.resolve(ours_spec)
+        task = ctx.build_task(ours)  # loads the data: an unknown class is refused before any training
         y_test = task.data.y_test
         held = torch.isin(y_test, torch.tensor(classes))
         missing = [c for c in classes if not bool((y_test == c).any())]
@@ -81,11 +78,11 @@ class Unseen(Evaluation):
             raise UserError(f"the test set of '{ours.task_options['dataset']}' ({len(y_test)} images) has "
                             + (f"no image of class(es) {missing}" if missing else "no image of the other classes")
                             + f" (its classes: {sorted(set(y_test.tolist()))})")
-        configs = [("population", ours), ("baseline", baseline_config(ours, BASELINE, ctx.base, manager))]
-        advance = ctx.progress("unseen: train (or reuse) and measure each model", len(configs))
+        specs = [("population", ours_spec), ("baseline", baseline_spec(ours, BASELINE, ctx.base))]
+        advance = ctx.progress("unseen: train (or reuse) and measure each model", len(specs))
         models: list[tuple[str, RunConfig, LoadedRun]] = []
-        for label, config in configs:
-            models.append((label, config, load_best(Path(ctx.train(config)), manager, task)))
+        for label, spec in specs:
+            models.append((label, ctx.resolve(spec), ctx.load_run(ctx.train(spec), task)))
             advance(1)
         self._report(ctx, classes, held, models)
 
