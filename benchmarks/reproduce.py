@@ -109,6 +109,11 @@ CELLS: tuple[Cell, ...] = (
          runs=tuple(change for seed in (0, 1, 2) for change in (
              {"seed": seed, "label": "default knobs"}, {"seed": seed, "tuned": True, "label": "tuned knobs"})),
          evaluations=(("recon", {}),), study={"trials": 20, "task_options.train_size": 20000}),
+    Cell("mnist-linc1", "MNIST with the authors' l_inc 1.0: how the found tau, Table 1 and Fig. 5 move with it",
+         "full MNIST, 10 epochs, n = 8, paper-default with linear-up's l_inc 1.0 (ours: 0.1); its four one-model "
+         "baselines as mnist-baselines (the two annealing ones are mnist-baselines' own runs, reused from the cache)",
+         _base("mnist", 10, params={"linear-up": {"l_inc": 1.0}}),
+         evaluations=(("recon", {"baselines": True}), ("tau-sweep", {}))),
     Cell("cifar10-exact", "CIFAR-10 exact subset (8,068 / 1,017): does JPEG change the conclusion?",
          "CIFAR-10 exact subset, same architecture, 3 epochs, n = 8", _base("cifar10-exact", 3),
          evaluations=(("recon", {"baselines": True}),)),

@@ -54,6 +54,10 @@ def interval_text(value: float, n: int, scale: float, digits: int | None = None,
     return f"{value:.{digits}f}{unit} ({low * scale:.{digits}f}-{high * scale:.{digits}f})"
 
 
+# Columns the evaluations have renamed since some kept results were written: read under their new names.
+RENAMED_COLUMNS = {"MSE@64x64 (authors' metric)": "MSE@64x64 proxy (upsampled)"}
+
+
 @dataclass(frozen=True)
 class Kept:
     """What the cells kept under ``root`` (docs/reproduction/); ``groups`` gives a cell's runs by label."""
@@ -74,7 +78,7 @@ class Kept:
             found = self.results(source).get(table)
             if not isinstance(found, list):
                 raise ValueError(f"{source} has no table '{table}'")
-            rows += found
+            rows += [{RENAMED_COLUMNS.get(column, column): value for column, value in row.items()} for row in found]
         return rows
 
     def summary(self, cell: str) -> dict[str, Any]:

@@ -77,7 +77,7 @@ class Measurement:
     hard: Scores
     argmax: Scores
     discreteness: Discreteness
-    mse_64: float  # soft decoding, both images bilinearly resized to 64 x 64 (the authors' metric)
+    mse_64: float  # soft decoding, both images bilinearly upsampled to 64 x 64 (a proxy of the authors' metric)
 
 
 @dataclass(frozen=True)

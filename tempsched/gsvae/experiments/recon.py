@@ -21,6 +21,8 @@ from tempsched.gsvae.measure import Measurement, measure
 from tempsched.parts import Param
 
 PAPER = "paper, Table 1 (printed)"
+# Our input and reconstruction upsampled to 64 x 64 afterwards: beside the authors' figures, not their metric.
+PROXY_64 = "MSE@64x64 proxy (upsampled)"
 # The paper's Table 1, rows "Our model" (n = 8) and "Standard GS-VAE", as printed; the authors' code measured
 # them at 64 x 64 with soft codes (authors-code-facts.md), so they sit in the 64 x 64 column.
 PAPER_TABLE_1: dict[str, dict[str, float]] = {
@@ -109,13 +111,15 @@ class Recon(Evaluation):
                     "tau are not comparable on their own: compare the hard and argmax columns too.")
         headers = ["run", "preset", "members", "epochs", "tau", "soft MSE", f"hard MSE ({k} draws)", "argmax MSE",
                    "-ELBO soft", f"-ELBO hard ({k} draws)", "mean max-prob", "entropy / log K",
-                   "MSE@64x64 (authors' metric)", "member-epochs"]
+                   PROXY_64, "member-epochs"]
         table = [r.cells() for r in rows] + reference_rows(rows)
         report.table("recon", headers, table, caption=(
             "mean max-prob: largest component of the soft samples (1 = one-hot); entropy / log K: entropy of "
-            "q(z|x) per variable over its maximum (1 = uniform). MSE@64x64: both images bilinearly resized to "
-            "64 x 64, only to compare with the authors' figures, which their code measured so (on 15-128 images, "
-            "soft codes). member-epochs = members x epochs."))
+            "q(z|x) per variable over its maximum (1 = uniform). MSE@64x64 proxy: our input and its soft "
+            "reconstruction bilinearly upsampled to 64 x 64 after the fact, only to set beside the authors' "
+            "figures, which their code measured on a model trained at 64 x 64 (MNIST on the whole test set, "
+            "Fashion-MNIST on one batch, CIFAR-10 on a handful of images; soft codes): a proxy, not their "
+            "metric. member-epochs = members x epochs."))
         report.result("runs", {r.label: str(r.run_dir) for r in rows})
         comparisons = compare(first, baselines) + [paper_sentence(first, baselines)]
         report.heading("Comparisons")
@@ -206,7 +210,8 @@ def paper_sentence(population: Measured, baselines: Sequence[Measured]) -> dict[
     name = PAPER_DATASET[population.config.task_options["dataset"]]
     printed = PAPER_TABLE_1[name]["our model"]
     ours = population.measurement.mse_64
-    head = (f"The paper prints {printed} for {name} (authors' metric); this run gives {ours:.4g} at 64x64 "
+    head = (f"The paper prints {printed} for {name} (the authors' metric, a model trained at 64x64); this run "
+            f"gives {ours:.4g} on the upsampled 64x64 proxy "
             f"({ours / printed:.3g} times the printed figure)")
     if ours <= printed:
         verdict, why = "reached", ""
