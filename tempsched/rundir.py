@@ -175,33 +175,45 @@ def check_fingerprint(path: Path, checkpoint: Mapping[str, Any], config: Mapping
 # JSON has no NaN or Infinity: json.dumps would write a bare NaN, which strict readers (jq, JavaScript,
 # most JSON libraries) refuse for the whole file. A row's non-finite value is written as null and named,
 # with what it was, in the row's "nonfinite" field, so every line stays JSON and reads back the same.
-# A value inside a nested object (the feedback rule's state, under "feedback") is named at the same place:
-# {"feedback": {"avg": null}, "nonfinite": {"feedback": {"avg": "nan"}}}.
+# A value inside a nested object or list (the feedback rule's state, under "feedback") is named at the same
+# place, a list's items by their index: {"feedback": {"avg": null, "last": [1.0, null]},
+# "nonfinite": {"feedback": {"avg": "nan", "last": {"1": "inf"}}}}.
 NONFINITE = "nonfinite"
 
 
 def _without_nonfinite(row: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """``row`` with every non-finite float (nested objects included) as None, and where they were, as text."""
-    clean: dict[str, Any] = {}
-    bad: dict[str, Any] = {}
-    for key, value in row.items():
-        if isinstance(value, float) and not math.isfinite(value):
-            clean[key], bad[key] = None, str(value)
-        elif isinstance(value, Mapping):
-            clean[key], inner = _without_nonfinite(value)
-            if inner:
-                bad[key] = inner
-        else:
-            clean[key] = value
-    return clean, bad
+    """``row`` with every non-finite float (nested objects and lists included) as None, and where they were,
+    as text."""
+    clean, bad = _cleaned(row)
+    return clean, bad or {}
 
 
-def _restore_nonfinite(row: dict[str, Any], bad: dict[str, Any]) -> None:
+def _cleaned(value: Any) -> tuple[Any, Any]:
+    """``value`` with its non-finite floats as None, and what they were (None where there was none)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None, str(value)
+    if isinstance(value, Mapping):
+        pairs = [(key, *_cleaned(item)) for key, item in value.items()]
+        return {k: c for k, c, _ in pairs}, {k: b for k, _, b in pairs if b is not None} or None
+    if isinstance(value, (list, tuple)):
+        pairs = [(str(i), *_cleaned(item)) for i, item in enumerate(value)]
+        return [c for _, c, _ in pairs], {k: b for k, _, b in pairs if b is not None} or None
+    return value, None
+
+
+def _restore_nonfinite(node: dict[str, Any] | list[Any], bad: dict[str, Any]) -> None:
     for key, text in bad.items():
-        if isinstance(text, dict) and isinstance(row.get(key), dict):
-            _restore_nonfinite(row[key], text)
+        if isinstance(node, list):
+            if not (key.isdigit() and int(key) < len(node)):
+                raise ValueError(f"'{NONFINITE}' names item {key!r} of a list of {len(node)}")
+            slot: Any = int(key)
+            inside = node[slot]
+        else:
+            slot, inside = key, node.get(key)
+        if isinstance(text, dict) and isinstance(inside, (dict, list)):
+            _restore_nonfinite(inside, text)
         elif text in ("nan", "inf", "-inf"):
-            row[key] = float(text)
+            node[slot] = float(text)
         else:
             raise ValueError(f"'{NONFINITE}' gives {key} as {text!r}, not nan, inf or -inf")
 

@@ -257,3 +257,15 @@ def test_nonfinite_feedback_state_is_written_as_null_and_read_back() -> None:
     assert json.loads(line)["feedback"] == {"avg": None, "seen": 2}
     back = decode_row(line.encode())
     assert back["feedback"]["avg"] == math.inf and math.isnan(back["train_loss"]) and back["loss"] == 1.5
+
+
+def test_nonfinite_values_inside_lists_are_written_as_null_and_read_back() -> None:
+    """A feedback rule may keep a list (a window of recent losses); its non-finite items are named by index."""
+    row = {"epoch": 0, "loss": 1.5, "feedback": {"window": [1.0, -math.inf, {"x": math.nan}], "seen": (2, 3)}}
+    line = encode_row(row)
+    assert json.loads(line)["feedback"] == {"window": [1.0, None, {"x": None}], "seen": [2, 3]}
+    assert json.loads(line)["nonfinite"] == {"feedback": {"window": {"1": "-inf", "2": {"x": "nan"}}}}
+    back = decode_row(line.encode())
+    assert back["feedback"]["window"][:2] == [1.0, -math.inf] and math.isnan(back["feedback"]["window"][2]["x"])
+    with pytest.raises(ValueError, match="names item '5'"):
+        decode_row(line.replace('"1": "-inf"', '"5": "-inf"').encode())
