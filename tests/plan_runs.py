@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from conftest import python_path
 from test_distributed import _same_run
 from toy import toy_manager
 
@@ -33,8 +34,7 @@ def _toy_env(folder: Path) -> dict[str, str]:
     dist.mkdir(parents=True, exist_ok=True)
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: tempsched-test-toy\nVersion: 0\n")
     (dist / "entry_points.txt").write_text("[tempsched]\ntoy = toy\n")
-    path = [str(folder), str(TESTS), *filter(None, [os.environ.get("PYTHONPATH")])]
-    return {**os.environ, "PYTHONPATH": os.pathsep.join(path), "TEMPSCHED_PLUGINS": "toy"}
+    return {**os.environ, "PYTHONPATH": python_path(folder, TESTS), "TEMPSCHED_PLUGINS": "toy"}
 
 
 def tempsched(folder: Path, *args: str) -> None:

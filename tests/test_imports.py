@@ -13,6 +13,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from conftest import python_path
+
 
 REPO = Path(__file__).resolve().parents[1]
 PACKAGES = {"tempsched": REPO / "tempsched", "tempsched_plugins": REPO / "plugins" / "tempsched_plugins"}
@@ -152,8 +154,7 @@ def _broken_plugin_env(folder: Path) -> dict[str, str]:
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: tempsched-broken\nVersion: 0\n")
     (dist / "entry_points.txt").write_text("[tempsched]\nbroken = tempsched_broken\n")
     (folder / "tempsched_broken.py").write_text("raise RuntimeError('this plugin is broken')\n")
-    path = [str(folder), *filter(None, [os.environ.get("PYTHONPATH")])]
-    return {**os.environ, "PYTHONPATH": os.pathsep.join(path), "TEMPSCHED_PLUGINS": "broken"}
+    return {**os.environ, "PYTHONPATH": python_path(folder), "TEMPSCHED_PLUGINS": "broken"}
 
 
 def test_a_broken_third_party_plugin_does_not_break_help(tmp_path: Path) -> None:
