@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
@@ -259,8 +260,15 @@ class EvalContext:
         """The complete configuration ``spec`` resolves to (checked: a mistake is one line)."""
         return spec.resolve(self.manager.registry)
 
-    def train(self, spec: RunSpec) -> Path:
-        """The directory of a finished run of ``spec``: reused, resumed or trained in ``cache``."""
+    def train(self, spec: RunSpec | RunConfig) -> Path:
+        """The directory of a finished run of ``spec``: reused, resumed or trained in ``cache``.
+
+        A resolved ``RunConfig`` (what ``train`` took before specs) still works, with a DeprecationWarning:
+        it is its own spec, complete, so it trains the same run under the same name."""
+        if isinstance(spec, RunConfig):
+            warnings.warn("EvalContext.train takes a RunSpec (ctx.derive(...)); a RunConfig is deprecated",
+                          DeprecationWarning, stacklevel=2)
+            spec = RunSpec(spec.to_dict())
         return ensure_run(spec, self.manager, self.cache)
 
     def run_config(self, run_dir: Path) -> RunConfig:

@@ -254,3 +254,18 @@ def test_an_evaluation_reruns_into_its_own_report_folder(with_count, tiny_run: P
     assert sorted(_files(report)) == [MANIFEST, "config.toml", "report.md", "results.json"]  # no stale image
     config = tomllib.loads((report / "config.toml").read_text())
     assert Report(report, "Row counts").written_for(config)  # what reproduce.py reuses
+
+
+def test_train_still_takes_a_resolved_configuration_with_a_warning(manager, tmp_path: Path) -> None:
+    """Evaluations written before specs called ``ctx.train(config)``: the same run, a DeprecationWarning."""
+    from conftest import tiny_gsvae_spec
+
+    from tempsched.evaluation import EvalContext
+    from tempsched.spec import RunSpec
+
+    spec = tiny_gsvae_spec(epochs=1, members=1)
+    ctx = EvalContext(runs=[], spec=RunSpec(), report=Report(tmp_path / "r", "x"), manager=manager,
+                      cache=tmp_path / "cache")
+    trained = ctx.train(spec)
+    with pytest.warns(DeprecationWarning, match="takes a RunSpec"):
+        assert ctx.train(ctx.resolve(spec)) == trained  # the same finished run, reused
