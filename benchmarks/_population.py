@@ -20,7 +20,7 @@ from typing import Any, Callable
 os.environ.setdefault("TEMPSCHED_PLUGINS", "")
 
 import torch  # noqa: E402
-from _common import SHARED_DATA  # noqa: E402
+from _common import SHARED_DATA, header  # noqa: E402
 
 from tempsched.config import RunConfig  # noqa: E402
 from tempsched.plugins import PluginManager  # noqa: E402
@@ -90,7 +90,8 @@ def command_line(doc: str, worker: Callable[[str], None], quick: str = "2 epochs
                  members: bool = False) -> tuple[argparse.Namespace, int, int] | None:
     """The options every population benchmark takes: (args, epochs, train images), or None in a worker.
 
-    In a worker process (``--worker SPEC``) it runs ``worker(SPEC)`` instead and returns None.
+    In a worker process (``--worker SPEC``) it runs ``worker(SPEC)`` instead and returns None; otherwise it
+    prints the machine line (``header``) before returning.
     """
     ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--worker", help=argparse.SUPPRESS)
@@ -107,6 +108,7 @@ def command_line(doc: str, worker: Callable[[str], None], quick: str = "2 epochs
         return None
     if args.threads:
         torch.set_num_threads(args.threads)  # also what the section's machine line reports
+    header()  # the machine line first, before any figure
     epochs, size = (2, 2000) if args.quick else (args.epochs, args.train_size)
     return args, epochs, size
 

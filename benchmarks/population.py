@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 
-from _common import append_section, bf16_verdict, header
+from _common import append_section, bf16_verdict
 from _population import command_line, emit, epoch_figures, in_subprocess, mnist_config, timed_run
 
 from tempsched.plugins import PluginManager
@@ -68,7 +68,6 @@ def main() -> None:
     if parsed is None:
         return
     args, epochs, size = parsed
-    header()
     results = {n: measure(n, epochs, size, args.threads) for n in SIZES}
     variants = {name: measure(n, epochs, size, args.threads, **perf) for name, (n, perf) in VARIANTS.items()}
     single = {threads: measure(1, epochs, size, threads) for threads in (1, 2)}

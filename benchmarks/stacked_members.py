@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from _common import SHARED_DATA, append_section, header
+from _common import SHARED_DATA, append_section
 from _population import command_line, emit, epoch_figures, in_subprocess, timed_run
 from pbt_vs_grid import Budget, Cell, run_spec
 
@@ -47,7 +47,6 @@ def main() -> None:
     if parsed is None:
         return
     args, epochs, size = parsed
-    header()
     threads = args.threads or 1
     results = {(e, b): measure(e, b, epochs, size, threads) for e in ESTIMATORS for b in BACKENDS}
     lines = ["| estimator | members | loop s/epoch | vmap s/epoch | vmap speed vs loop | final loss loop / vmap |",

@@ -16,7 +16,7 @@ import json
 import time
 
 import torch
-from _common import append_section, header
+from _common import append_section
 from _population import command_line, emit, in_subprocess, mnist_config, peak_rss_mb, tempsched_side, verdict
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
@@ -97,7 +97,6 @@ def main() -> None:
     if parsed is None:
         return
     args, epochs, size = parsed
-    header()
     spec = {"members": args.members, "epochs": epochs, "train_size": size, "threads": args.threads}
     ours = in_subprocess(__file__, json.dumps({**spec, "side": "tempsched"}))
     paper = in_subprocess(__file__, json.dumps({**spec, "side": "paper"}))

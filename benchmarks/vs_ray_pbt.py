@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from _common import append_section, header
+from _common import append_section
 from _population import command_line, emit, in_subprocess, mnist_config, tempsched_side, verdict
 
 from tempsched.build import build
@@ -103,7 +103,6 @@ def main() -> None:
     if parsed is None:
         return
     args, epochs, size = parsed
-    header()
     spec = {"epochs": epochs, "train_size": size, "threads": args.threads}
     ours = in_subprocess(__file__, json.dumps({**spec, "side": "tempsched"}))
     ray = in_subprocess(__file__, json.dumps({**spec, "side": "ray"}))
