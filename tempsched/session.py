@@ -25,7 +25,7 @@ from tempsched.errors import PartError, UserError, flat_message
 from tempsched.hardware import describe, platform_tag
 from tempsched.plugins import PluginManager
 from tempsched.records import BatchProgress, EpochRecord, RunInfo, RunSummary
-from tempsched.spec import SPEC, RunSpec
+from tempsched.spec import RunSpec
 from tempsched.trajectories import LINEAGE, POLICY, plot_trajectories, policy_from_rows, write_policy
 
 EpochCallback = Callable[[EpochRecord], None]
@@ -77,7 +77,7 @@ def _save_config(run: rd.RunDir, config: RunConfig, spec: RunSpec | None, *, new
     """Write config.toml (and spec.json, what the configuration was resolved from): a new run's first
     file, created exclusively; on resume, each rewritten when it changed (``--epochs``), so that a later
     plain ``--resume`` (the hint after Ctrl+C) goes as far."""
-    texts = {rd.CONFIG: config.to_toml(), **({SPEC: spec.to_json()} if spec is not None else {})}
+    texts = {rd.CONFIG: config.to_toml(), **({rd.SPEC: spec.to_json()} if spec is not None else {})}
     for name, text in texts.items():
         path = run.file(name)
         if new:
@@ -239,7 +239,8 @@ def finish(run: rd.RunDir, built: Built, config: RunConfig, train_seconds: float
     tau = best.load_into(model, run.file(rd.BEST))
     metrics = built.task.test_metrics(model, tau)
     rows = run.read_metrics()
-    files = {"config": rd.CONFIG, "metrics": rd.METRICS, "best model": rd.BEST, "state": rd.STATE,
+    spec = {"spec": rd.SPEC} if run.file(rd.SPEC).is_file() else {}  # runs started through a RunSpec
+    files = {"config": rd.CONFIG, **spec, "metrics": rd.METRICS, "best model": rd.BEST, "state": rd.STATE,
              "policy": POLICY, "lineage": LINEAGE, "trajectories": plot_trajectories(run.path, rows),
              **built.task.save_artifacts(model, tau, run.path), "summary": rd.SUMMARY}
     images = built.task.train_examples * config.epochs

@@ -49,6 +49,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_a_run_keeps_what_it_asked_for_beside_what_it_resolved_to(run: Path) -> None:
     spec = json.loads((run / SPEC).read_text())
     assert spec["base"] == {} and spec["overrides"]["seed"] == 7 and spec["overrides"]["epochs"] == 1
+    assert json.loads((run / "summary.json").read_text())["files"]["spec"] == SPEC  # the summary lists it
     registry = PluginManager().registry
     assert saved_spec(run).resolve(registry).to_toml() == (run / "config.toml").read_text()
 
