@@ -394,6 +394,12 @@ def _spread(diffs: dict[int, float]) -> str:
             f"{len(values)} seed{'s' * (len(values) != 1)}")
 
 
+def _provisional(*diffs: dict[int, float]) -> str:
+    """A verdict resting on fewer seeds than the protocol's says so: the sd of two seeds is itself a guess."""
+    n = min(len(d) for d in diffs)
+    return "" if n >= len(SEEDS) else f" Provisional: {n} of {len(SEEDS)} seeds."
+
+
 def verdicts(seeds: list[SeedFigures], epochs: int, estimator: str) -> list[str]:
     """The issue's questions, each answered from the numbers, or "not run" where the cells have not run."""
     at = f"at {epochs} epochs"
@@ -409,9 +415,9 @@ def verdicts(seeds: list[SeedFigures], epochs: int, estimator: str) -> list[str]
         mean = statistics.mean(pop.values())
         lines.append(f"- Does one population run reach the grid's best {at} (target: paired difference no worse than "
                      f"the grid's seed sd, {sd:.2f})? {'met' if mean <= sd else 'not met'}: population − grid's best "
-                     f"{_spread(pop)}.")
+                     f"{_spread(pop)}.{_provisional(pop)}")
         lines.append(f"- Does it beat the grid by more than one sd (stretch)? {'met' if mean < -sd else 'not met'}: "
-                     f"mean {mean:+.2f} against −{sd:.2f}.")
+                     f"mean {mean:+.2f} against −{sd:.2f}.{_provisional(pop)}")
     if not rep:
         lines.append("- Does the replayed schedule keep the result at 1/n of the compute? not run.")
     elif sd is None:
@@ -420,7 +426,7 @@ def verdicts(seeds: list[SeedFigures], epochs: int, estimator: str) -> list[str]
         mean = statistics.mean(rep.values())
         word = "yes" if mean <= sd else "no"
         lines.append(f"- Does the replayed schedule keep the result at 1/n of the compute {at} (replay − grid's best "
-                     f"no worse than the grid's seed sd, {sd:.2f})? {word}: {_spread(rep)}.")
+                     f"no worse than the grid's seed sd, {sd:.2f})? {word}: {_spread(rep)}.{_provisional(rep)}")
     if estimator == "st-gs":
         ann = differences(seeds, "population", "annealing")
         if not ann:
@@ -433,7 +439,7 @@ def verdicts(seeds: list[SeedFigures], epochs: int, estimator: str) -> list[str]
                     "no: it does worse by more than the grid's seed sd" if mean > sd else
                     "no difference beyond the grid's seed sd")
             lines.append(f"- Does the population beat annealing at equal compute {at}? {word} ({sd:.2f}): "
-                         f"population − annealing {_spread(ann)}.")
+                         f"population − annealing {_spread(ann)}.{_provisional(ann)}")
     return lines
 
 

@@ -157,7 +157,12 @@ def test_verdicts_and_tables_come_from_the_results(tmp_path: Path) -> None:
             "epochs": {}, "final": _final(0.42, 94.0, grid_best[seed] + 2.0)}})  # worse by 2 > sd
         _write(tmp_path, bench.Cell("st-gs", seed, "annealing"), {"annealing": {
             "epochs": {}, "final": _final(0.5, 94.0, grid_best[seed] + pop + 3.0)}})  # population better by 3
+        if seed == 1:  # two seeds give an sd, and a verdict that says what it rests on
+            text = bench.render(tmp_path, budget)
+            assert "? met: population − grid's best mean +0.00, min -0.50, max +0.50 nats over 2 seeds. " \
+                   "Provisional: 2 of 3 seeds." in text
     text = bench.render(tmp_path, budget)
+    assert "Provisional" not in text
     assert ("Does one population run reach the grid's best at 4 epochs (target: paired difference no worse than "
             "the grid's seed sd, 1.00)? met: population − grid's best mean +0.53, min -0.50, max +1.60") in text
     assert "Does it beat the grid by more than one sd (stretch)? not met: mean +0.53 against −1.00." in text
