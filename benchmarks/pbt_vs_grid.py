@@ -400,46 +400,40 @@ def _provisional(*diffs: dict[int, float]) -> str:
     return "" if n >= len(SEEDS) else f" Provisional: {n} of {len(SEEDS)} seeds."
 
 
+def _answer(question: str, diffs: dict[int, float], sd: float | None, at: str, label: str,
+            judge: Callable[[float, float], str]) -> list[str]:
+    """One question of the protocol: "not run" without paired seeds, the differences alone without the grid's
+    seed sd, else ``judge(mean, sd)``'s word followed by the figures it rests on."""
+    if not diffs:
+        return [f"- {question}? not run."]
+    if sd is None:
+        return [f"- {label} {at}: {_spread(diffs)}; no verdict yet (needs the grid's seed sd)."]
+    return [f"- {question} {at}{judge(statistics.mean(diffs.values()), sd)}: {label} {_spread(diffs)}."
+            f"{_provisional(diffs)}"]
+
+
 def verdicts(seeds: list[SeedFigures], epochs: int, estimator: str) -> list[str]:
     """The issue's questions, each answered from the numbers, or "not run" where the cells have not run."""
     at = f"at {epochs} epochs"
     sd = grid_sd(seeds)
-    pop, rep = differences(seeds, "population"), differences(seeds, "replay")
-    lines = []
-    if not pop:
-        lines += ["- Does one population run reach the grid's best? not run.", "- Does it beat it? not run."]
-    elif sd is None:
-        lines += [f"- Population − grid's best {at}: {_spread(pop)}; the grid's seed sd needs two seeds: no verdict "
-                  "yet.", "- Does it beat it? no verdict yet (needs the grid's seed sd)."]
-    else:
+    pop = differences(seeds, "population")
+    lines = _answer("Does one population run reach the grid's best", pop, sd, at, "population − grid's best",
+                    lambda mean, sd: f" (target: paired difference no worse than the grid's seed sd, {sd:.2f})? "
+                                     f"{'met' if mean <= sd else 'not met'}")
+    if pop and sd is not None:
         mean = statistics.mean(pop.values())
-        lines.append(f"- Does one population run reach the grid's best {at} (target: paired difference no worse than "
-                     f"the grid's seed sd, {sd:.2f})? {'met' if mean <= sd else 'not met'}: population − grid's best "
-                     f"{_spread(pop)}.{_provisional(pop)}")
         lines.append(f"- Does it beat the grid by more than one sd (stretch)? {'met' if mean < -sd else 'not met'}: "
                      f"mean {mean:+.2f} against −{sd:.2f}.{_provisional(pop)}")
-    if not rep:
-        lines.append("- Does the replayed schedule keep the result at 1/n of the compute? not run.")
-    elif sd is None:
-        lines.append(f"- Replay − grid's best {at}: {_spread(rep)}; no verdict yet (needs the grid's seed sd).")
-    else:
-        mean = statistics.mean(rep.values())
-        word = "yes" if mean <= sd else "no"
-        lines.append(f"- Does the replayed schedule keep the result at 1/n of the compute {at} (replay − grid's best "
-                     f"no worse than the grid's seed sd, {sd:.2f})? {word}: {_spread(rep)}.{_provisional(rep)}")
+    lines += _answer("Does the replayed schedule keep the result at 1/n of the compute", differences(seeds, "replay"),
+                     sd, at, "replay − grid's best",
+                     lambda mean, sd: f" (replay − grid's best no worse than the grid's seed sd, {sd:.2f})? "
+                                      f"{'yes' if mean <= sd else 'no'}")
     if estimator == "st-gs":
-        ann = differences(seeds, "population", "annealing")
-        if not ann:
-            lines.append("- Does the population beat annealing at equal compute? not run.")
-        elif sd is None:
-            lines.append(f"- Population − annealing {at}: {_spread(ann)}; no verdict yet (needs the grid's seed sd).")
-        else:
-            mean = statistics.mean(ann.values())
-            word = ("yes, by more than the grid's seed sd" if mean < -sd else
-                    "no: it does worse by more than the grid's seed sd" if mean > sd else
-                    "no difference beyond the grid's seed sd")
-            lines.append(f"- Does the population beat annealing at equal compute {at}? {word} ({sd:.2f}): "
-                         f"population − annealing {_spread(ann)}.{_provisional(ann)}")
+        lines += _answer("Does the population beat annealing at equal compute",
+                         differences(seeds, "population", "annealing"), sd, at, "population − annealing",
+                         lambda mean, sd: "? " + ("yes, by more than the grid's seed sd" if mean < -sd else
+                                                  "no: it does worse by more than the grid's seed sd" if mean > sd
+                                                  else "no difference beyond the grid's seed sd") + f" ({sd:.2f})")
     return lines
 
 
