@@ -72,7 +72,6 @@ def _base(dataset: str, epochs: int, **more: Any) -> dict[str, Any]:
 
 
 PAPER_EVALS = (("recon", {}), ("tau-sweep", {}), ("latents", {}))
-WITH_BASELINES = (("recon", {"baselines": True}),)
 SEEDS = tuple(change for seed in (0, 1, 2) for change in (
     {"seed": seed, "label": "population, n = 8, 5 epochs"},
     {"seed": seed, "plugin": "standard-annealing", "members": 1, "epochs": 40,
@@ -84,8 +83,9 @@ CELLS: tuple[Cell, ...] = (
          evaluations=PAPER_EVALS),
     Cell("mnist-baselines", "MNIST: the same population beside its fair baselines (Table 1)",
          "the mnist-population run; standard annealing for 10 and for 80 epochs, tau fixed for 80 epochs, the "
-         "population's policy replayed for 10 epochs, each one model", _base("mnist", 10),
-         evaluations=WITH_BASELINES),
+         "population's policy replayed for 10 epochs, each one model; the 80-epoch annealing (b) and the replay "
+         "(d) also at seeds 1 and 2", _base("mnist", 10),
+         evaluations=(("recon", {"baselines": True, "baseline_seeds": 3}),)),
     Cell("mnist-seeds", "MNIST, seeds 0-2: population (n = 8, 5 epochs) vs standard annealing at equal compute "
          "(40 epochs)", "full MNIST, 5 epochs x 8 members vs 40 epochs x 1, seeds 0, 1, 2", _base("mnist", 5),
          runs=SEEDS, evaluations=(("recon", {}),)),
@@ -96,7 +96,7 @@ CELLS: tuple[Cell, ...] = (
          evaluations=PAPER_EVALS),
     Cell("fashion-baselines", "Fashion-MNIST: the same population beside its fair baselines",
          "the fashion-population run and the four one-model baselines of mnist-baselines",
-         _base("fashion-mnist", 10), evaluations=WITH_BASELINES),
+         _base("fashion-mnist", 10), evaluations=(("recon", {"baselines": True}),)),
     Cell("mnist-unseen", "MNIST without digits 2 and 3 (Fig. 7-8)", "full MNIST less 2s and 3s, 5 epochs, n = 8",
          _base("mnist", 5), runs=(), evaluations=(("unseen", {}),)),
     Cell("cifar10-jpeg", "CIFAR-10 (JPEG q75 copy, 50,000 / 10,000), paper architecture, n = 8, 3 epochs",
@@ -164,7 +164,34 @@ def _settings(change: dict[str, Any]) -> dict[str, Any]:
 
 
 def _state(cell: Cell) -> str:
-    return "done" if (RESULTS / cell.name / "cell.json").is_file() else "to do"
+    """"done"; "rerun" when its kept reports were made with other options than the cell now asks (they are
+    shown, with a line saying so, until the rerun replaces them); else "to do"."""
+    if not (RESULTS / cell.name / "cell.json").is_file():
+        return "to do"
+    return "rerun" if _changed_options(cell) else "done"
+
+
+def _changed_options(cell: Cell) -> dict[str, dict[str, Any]]:
+    """Per kept evaluation of a finished cell, the options it would now run with (the cell's settings over the
+    evaluation's defaults) that differ from those its kept report's config.toml records: an option the
+    report predates counts as changed (e.g. the attacks' EOT draws of APGD, added after a report was kept)."""
+    import tomllib
+
+    from tempsched.evaluation import evaluation_options, recorded_options
+    from tempsched.plugins import PluginManager
+
+    manager = PluginManager()
+    changed = {}
+    for name, settings in cell.evaluations:
+        config = RESULTS / cell.name / name / "config.toml"
+        if not config.is_file():
+            continue
+        kept = tomllib.loads(config.read_text(encoding="utf-8")).get("options", {})
+        asked = recorded_options(manager, name, evaluation_options(manager, name, settings))
+        differ = {k: v for k, v in asked.items() if kept.get(k) != v}
+        if differ:
+            changed[name] = differ
+    return changed
 
 
 def _keep(source: Path, target: Path, names: tuple[str, ...] | None = None) -> None:
@@ -320,9 +347,9 @@ def _collect_finished_runs(cache: Path) -> None:
 
     manager = PluginManager()
     kept: set[str] = {json.loads((RESULTS / c.name / "cell.json").read_text())["runs"][0]
-                      for c in CELLS if _state(c) == "done" and c.runs}
+                      for c in CELLS if _state(c) != "to do" and c.runs}
     for cell in CELLS:
-        if not cell.runs or cell.study or _state(cell) == "done":
+        if not cell.runs or cell.study or _state(cell) != "to do":
             continue
         run_dir = finished_run(_spec(cell.base, Where(), _settings(cell.runs[0])).resolve(manager.registry), cache)
         if run_dir is not None and run_dir.name not in kept:
@@ -501,7 +528,12 @@ def write_docs(cache: Path) -> None:
         kept = RESULTS / cell.name
         if (kept / "run" / "summary.json").is_file():
             parts.append(_population_text(cell, kept))
-        if _state(cell) == "done":
+        if _state(cell) != "to do":
+            if _state(cell) == "rerun":
+                asked = "; ".join(f"{name} with " + ", ".join(f"{k} = {v}" for k, v in differ.items())
+                                  for name, differ in _changed_options(cell).items())
+                parts.append(f"**Rerun pending:** the cell now asks for {asked}; what follows was measured "
+                             "before that change.")
             if any("label" in change for change in cell.runs) and (kept / "recon" / "results.json").is_file():
                 parts.append(_seed_table(cell, kept))
             parts += _evaluation_sections(cell, json.loads((kept / "cell.json").read_text())["evaluations"])
@@ -577,7 +609,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         for cell in wanted:
-            if _state(cell) != "done" or args.cells:
+            if _state(cell) != "done" or args.cells:  # "to do", or "rerun" after a change of options
                 run_cell(cell, Where(args.device, args.threads), cache)
     except UserError as exc:  # a bad --device, a missing data set: one line, as the CLI gives
         print(f"error: {exc}", file=sys.stderr)

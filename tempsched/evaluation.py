@@ -307,6 +307,15 @@ def evaluation_options(manager: PluginManager, name: str, settings: Mapping[str,
     return {key: cls.params[key].check(value, f"evaluation option '{key}'") for key, value in values.items()}
 
 
+def recorded_options(manager: PluginManager, name: str, options: Mapping[str, Any]) -> dict[str, Any]:
+    """The options as a report's config.toml records them: ``options`` (all of them, checked) less those
+    added after reports existed and left at the default that computes what those reports computed
+    (``Param.omitted_at_default``), so those reports still count as written for them."""
+    params = manager.registry.get("evaluations", name).params
+    return {key: value for key, value in options.items()
+            if not (params[key].omitted_at_default and value == params[key].default)}
+
+
 def evaluate(name: str, runs: Sequence[Path], out: Path, *, manager: PluginManager, spec: RunSpec | None = None,
              options: Mapping[str, Any] | None = None, cache: Path = Path("runs/eval"),
              progress: Progress = quiet_progress, skip_done: bool = False, title: str | None = None,
@@ -340,7 +349,8 @@ def evaluate(name: str, runs: Sequence[Path], out: Path, *, manager: PluginManag
         raise UserError(f"evaluation '{name}' trains '{cls.task}' runs, but the configuration's task is "
                         f"'{ctx.base.task}'")
     names = list(run_names) if run_names is not None else [str(r) for r in ctx.runs]
-    config = {"evaluation": name, "options": chosen, "runs": names, "base": ctx.base.to_dict()}
+    config = {"evaluation": name, "options": recorded_options(manager, name, chosen), "runs": names,
+              "base": ctx.base.to_dict()}
     if skip_done and report.written_for(config):
         return report
     run_evaluation(evaluation, ctx, config)

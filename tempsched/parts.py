@@ -40,7 +40,9 @@ class Param:
     ``source`` where the default comes from (a paper, a code base), shown in the docs.
     ``omitted_at_default``: a task option added after runs existed whose default computes what those runs
     computed; at its default it is left out of the resolved configuration (config.toml and the fingerprint
-    that names and guards a run), so those runs keep their names and still resume.
+    that names and guards a run), so those runs keep their names and still resume. The same for an
+    evaluation's option: at its default it is left out of the report's config.toml, so reports written
+    before it existed still count as written for the same inputs.
     ``cli``: a shortcut option of ``tempsched run`` (``"--patience"``), the same as ``--param NAME=VALUE``
     for a part's parameter or ``--option NAME=VALUE`` for a task's; the command line collects them from
     the registry, so it names no plugin's parameter itself.

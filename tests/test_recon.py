@@ -122,10 +122,12 @@ def test_discreteness_of_a_uniform_code(loaded: Any) -> None:
 def test_recon_report_with_baselines(population: Path, tmp_path: Path, capsys) -> None:
     out = tmp_path / "report"
     code, _, err = cli("eval", "recon", str(population), "--set", "baselines=true", "--set", "hard_draws=2",
-                       "--cache", str(tmp_path / "cache"), "--out", str(out), capsys=capsys)
+                       "--set", "baseline_seeds=2", "--cache", str(tmp_path / "cache"), "--out", str(out),
+                       capsys=capsys)
     assert code == 0, err
     assert "MSE@64x64 proxy (upsampled)" in (out / "report.md").read_text() and "authors' metric)" not in (out / "report.md").read_text()
-    assert tomllib.loads((out / "config.toml").read_text())["options"] == {"baselines": True, "hard_draws": 2}
+    assert tomllib.loads((out / "config.toml").read_text())["options"] == {"baselines": True, "hard_draws": 2,
+                                                                          "baseline_seeds": 2}
     results = json.loads((out / "results.json").read_text())
     rows = {r["run"]: r for r in results["recon"]}
     pop = rows[str(population)]
@@ -142,6 +144,24 @@ def test_recon_report_with_baselines(population: Path, tmp_path: Path, capsys) -
     assert rows["authors' stored result, MNIST (trained without digits 2 and 3)"]["tau"] == 93.0
     verdicts = [c["verdict"] for c in results["comparisons"]]
     assert len(verdicts) == 5 and verdicts[-1] in {"reached", "not reached at our budget", "contradicted", "undecided"}
+
+    # (b) and (d) once more at the next seed, each the same run as its seed-0 twin but for the seed
+    for label in ("(b) standard-annealing, equal compute", "(d) population's policy replayed, same epochs"):
+        again = rows[f"{label}, seed 1"]
+        assert (again["preset"], again["epochs"]) == (rows[label]["preset"], rows[label]["epochs"])
+        first, second = (tomllib.loads((Path(results["runs"][name]) / "config.toml").read_text())
+                         for name in (label, f"{label}, seed 1"))
+        assert (first["seed"], second["seed"]) == (0, 1)
+        assert {k: v for k, v in first.items() if k != "seed"} == {k: v for k, v in second.items() if k != "seed"}
+        assert again["soft MSE"] != rows[label]["soft MSE"]  # other initial weights
+    over = {o["baseline"]: o for o in results["over_seeds"]}
+    soft = over["(b) standard-annealing, equal compute"]["figures"]["soft MSE"]
+    values = [rows[f"(b) standard-annealing, equal compute{s}"]["soft MSE"] for s in ("", ", seed 1")]
+    assert soft["mean"] == pytest.approx(sum(values) / 2) and soft["min"] == min(values)
+    assert soft["population"] == pop["soft MSE"] and soft["where"] == (
+        "below every seed" if pop["soft MSE"] < min(values) else "above every seed" if pop["soft MSE"] > max(values)
+        else "inside their range")
+    assert "## Baselines (b) and (d) over 2 seeds" in (out / "report.md").read_text()
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="shows a GPU-trained run evaluated where there is no GPU")
@@ -182,3 +202,19 @@ def test_bad_input_is_one_line(with_toy, population: Path, tmp_path: Path, capsy
         code, _, stderr = cli("eval", "recon", *args, "--out", str(tmp_path / "report"), capsys=capsys)
         _one_line_error(code, stderr, needle)
         assert not (tmp_path / "report").exists()
+
+
+def test_a_report_from_before_baseline_seeds_counts_as_written_for_its_default(population: Path,
+                                                                               tmp_path: Path) -> None:
+    """``baseline_seeds`` came after reports were kept; at its default (1) it computes what they computed, so
+    it is left out of the report's config.toml and a script skipping done reports still skips them."""
+    from tempsched.evaluation import evaluate
+
+    manager, out = PluginManager(), tmp_path / "recon"
+    evaluate("recon", [population], out, manager=manager, options={"hard_draws": 1})
+    assert tomllib.loads((out / "config.toml").read_text())["options"] == {"baselines": False, "hard_draws": 1}
+    again = evaluate("recon", [population], out, manager=manager, options={"hard_draws": 1, "baseline_seeds": 1},
+                     skip_done=True)
+    assert not again.files  # reused: nothing written
+    other = evaluate("recon", [population], out, manager=manager, options={"hard_draws": 2}, skip_done=True)
+    assert other.files  # another option's value is another report

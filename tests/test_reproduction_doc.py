@@ -125,3 +125,36 @@ def test_every_accuracy_of_an_attacks_table_carries_its_interval() -> None:
     for line in table.splitlines()[2:]:
         for cell in line.strip("|").split("|")[1:]:
             assert re.fullmatch(r"\s*\d+\.\d+ \(\d+\.\d+-\d+\.\d+\)\s*", cell), line
+
+
+def test_a_cell_whose_options_changed_since_its_report_is_shown_as_a_pending_rerun(tmp_path: Path,
+                                                                                   monkeypatch) -> None:
+    import shutil
+
+    from reproduce_script import load
+
+    reproduce = load()
+    cell = next(c for c in reproduce.CELLS if c.name == "mnist-baselines")
+    assert dict(cell.evaluations)["recon"]["baseline_seeds"] == 3
+    kept = tmp_path / "mnist-baselines"
+    shutil.copytree(reproduce.RESULTS / "mnist-baselines", kept)
+    monkeypatch.setattr(reproduce, "RESULTS", tmp_path)
+    config = kept / "recon" / "config.toml"
+    before = config.read_text()
+    config.write_text(before.replace("[options]\n", "[options]\nbaseline_seeds = 1\n", 1))
+    assert reproduce._changed_options(cell) == {"recon": {"baseline_seeds": 3}}
+    assert reproduce._state(cell) == "rerun"
+    config.write_text(before.replace("[options]\n", "[options]\nbaseline_seeds = 3\n", 1))
+    assert reproduce._changed_options(cell) == {} and reproduce._state(cell) == "done"
+    (kept / "cell.json").unlink()
+    assert reproduce._state(cell) == "to do"
+
+
+def test_the_doc_says_which_cells_wait_for_a_rerun() -> None:
+    from reproduce_script import load
+
+    reproduce = load()
+    text = DOC.read_text(encoding="utf-8")
+    for cell in reproduce.CELLS:
+        section = text.split(f"## {cell.name}: ", 1)[1].split("\n## ", 1)[0]
+        assert ("**Rerun pending:**" in section) == (reproduce._state(cell) == "rerun"), cell.name

@@ -84,7 +84,7 @@ def test_tau_sweep_equals_recon_at_the_runs_tau(population: Path, loaded: Any, t
     rows = results["tau_sweep"]
     assert [r["tau"] for r in rows] == [0.5, loaded.tau, 3.0]  # sorted, repeats dropped, the run's tau added
     assert [r["which"] for r in rows] == [None, "run's tau", None]
-    recon = evaluate(Recon(baselines=False, hard_draws=1), [population], loaded.config, tmp_path / "recon",
+    recon = evaluate(Recon(baselines=False, hard_draws=1, baseline_seeds=1), [population], loaded.config, tmp_path / "recon",
                      tmp_path / "cache")
     assert rows[1]["soft MSE"] == recon["recon"][0]["soft MSE"]  # exactly: same noise, same images
     for row in rows:

@@ -10,6 +10,7 @@ epochs on one model), its own final tau held fixed, and its discovered schedule 
 
 from __future__ import annotations
 
+import statistics
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -72,11 +73,15 @@ class Recon(Evaluation):
         "baselines": Param(False, "train the first run's fair baselines (same epochs, equal compute, its final "
                            "tau fixed, its policy replayed) and add them"),
         "hard_draws": Param(5, "noise draws the hard decoding's figures are averaged over", low=1),
+        "baseline_seeds": Param(1, "with baselines: train (b) and (d) at this many seeds (the population's, then "
+                                "the next ones) and compare the population with their mean and sd", low=1,
+                                omitted_at_default=True),
     }
 
-    def __init__(self, baselines: bool, hard_draws: int) -> None:
+    def __init__(self, baselines: bool, hard_draws: int, baseline_seeds: int) -> None:
         self.baselines = baselines
         self.hard_draws = hard_draws
+        self.baseline_seeds = baseline_seeds
 
     def run(self, ctx: EvalContext) -> None:
         runs = ctx.need_runs()
@@ -85,14 +90,19 @@ class Recon(Evaluation):
         for run_dir in runs:
             rows.append(self._measure(str(run_dir), run_dir, ctx))
             advance(1)
-        baselines = []
+        baselines: list[Measured] = []
+        reseeded: list[Measured] = []
         if self.baselines:
             specs = baseline_specs(rows[0], ctx)
-            advance = ctx.progress("recon: baselines (train, measure)", len(specs))
-            for label, spec in specs:
-                baselines.append(self._measure(label, ctx.train(spec), ctx))
-                advance(1)
-        self._report(ctx, rows, baselines)
+            again = [(f"{label}, seed {seed}", spec.with_overrides({"seed": seed}))
+                     for seed in range(rows[0].config.seed + 1, rows[0].config.seed + self.baseline_seeds)
+                     for label, spec in (specs[i] for i in RESEEDED)]
+            advance = ctx.progress("recon: baselines (train, measure)", len(specs) + len(again))
+            for into, todo in ((baselines, specs), (reseeded, again)):
+                for label, spec in todo:
+                    into.append(self._measure(label, ctx.train(spec), ctx))
+                    advance(1)
+        self._report(ctx, rows, baselines, reseeded)
 
     def _measure(self, label: str, run_dir: Path, ctx: EvalContext) -> Measured:
         loaded = ctx.load_run(run_dir)
@@ -101,9 +111,10 @@ class Recon(Evaluation):
                          hard_draws=self.hard_draws)
         return Measured(label, Path(run_dir), loaded.config, result)
 
-    def _report(self, ctx: EvalContext, runs: list[Measured], baselines: list[Measured]) -> None:
+    def _report(self, ctx: EvalContext, runs: list[Measured], baselines: list[Measured],
+                reseeded: list[Measured]) -> None:
         report, k = ctx.report, self.hard_draws
-        rows, first = runs + baselines, runs[0]
+        rows, first = runs + baselines + reseeded, runs[0]
         report.text(f"Each run's best model (best.pt) on its full test set ({first.measurement.images} images for "
                     f"the first run). **soft**: a Gumbel-softmax sample at the run's tau, fixed noise (the task's "
                     f"eval_noise_seed); **hard**: exact one-hot samples, averaged over {k} noise draws; **argmax**: "
@@ -127,6 +138,14 @@ class Recon(Evaluation):
         report.text("Decided from soft and hard MSE together (population first). Each run is one seed: a "
                     f"difference of a few percent may be noise.\n\n{bullets}")
         report.result("comparisons", comparisons)
+        if reseeded:
+            over = over_seeds(first, baselines, reseeded, self.baseline_seeds)
+            report.heading(f"Baselines (b) and (d) over {self.baseline_seeds} seeds")
+            report.text("The population is one model of one seed; each of these baselines was trained at "
+                        f"{self.baseline_seeds} seeds (initial weights and noise), so the population's figure is "
+                        "set against their mean ± sd (sample sd) and their range.\n\n"
+                        + "\n".join(f"- {o['sentence']}" for o in over))
+            report.result("over_seeds", over)
 
 
 def baseline_specs(population: Measured, ctx: EvalContext) -> list[tuple[str, RunSpec]]:
@@ -150,6 +169,36 @@ def baseline_specs(population: Measured, ctx: EvalContext) -> list[tuple[str, Ru
             tau={"initial": tau, "min": min(pop.tau.min, tau), "max": max(pop.tau.max, tau)})),
         ("(d) population's policy replayed, same epochs", replay),
     ]
+
+
+# The baselines trained again at other seeds with ``baseline_seeds``: (b) and (d), the one-model rivals at
+# equal compute and of the schedule alone, whose single runs the verdicts leaned on.
+RESEEDED = (1, 3)
+
+
+def over_seeds(population: Measured, baselines: Sequence[Measured], reseeded: Sequence[Measured],
+               seeds: int) -> list[dict[str, Any]]:
+    """Per reseeded baseline: mean, sd and range over its seeds of soft and hard MSE, and where the
+    population's figure lies against them (below every seed, above every seed, or inside the range)."""
+    out = []
+    for i, index in enumerate(RESEEDED):
+        group = [baselines[index], *reseeded[i::len(RESEEDED)]]
+        assert len(group) == seeds
+        figures, parts = {}, []
+        for name, value in (("soft MSE", lambda m: m.measurement.soft.mse),
+                            ("hard MSE", lambda m: m.measurement.hard.mse)):
+            values = [value(m) for m in group]
+            ours = value(population)
+            where = ("below every seed" if ours < min(values) else "above every seed" if ours > max(values)
+                     else "inside their range")
+            figures[name] = {"mean": statistics.fmean(values), "sd": statistics.stdev(values),
+                             "min": min(values), "max": max(values), "population": ours, "where": where}
+            parts.append(f"{name} {ours:.4g} vs {statistics.fmean(values):.4g} ± {statistics.stdev(values):.2g} "
+                         f"(range {min(values):.4g}-{max(values):.4g}): {where}")
+        out.append({"baseline": baselines[index].label, "seeds": seeds, "figures": figures,
+                    "sentence": f"Population vs {baselines[index].label} over {seeds} seeds: " + "; ".join(parts)
+                                + "."})
+    return out
 
 
 def reference_rows(rows: Sequence[Measured]) -> list[list[Cell]]:
