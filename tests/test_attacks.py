@@ -176,6 +176,13 @@ def test_the_attacks_report_from_eps_zero_to_the_grey_bound_and_its_resume(
     assert printed["paper, Table 2 (printed): our model"]["eps 0.5"] == 87.28
     assert printed["paper, Table 2 (printed): CNN + GS-VAE"]["eps 0.09"] == 61.32
     assert len(results["attacked_images"]) == 8 == len(set(results["attacked_images"]))
+    by_attack = {(r["pipeline"], r["attack"]): r["eps 0.1"] for r in rows}
+    (check,) = results["apgd_check"]  # the purified pipeline at the one eps where APGD and EOT-PGD both ran
+    assert (check["pipeline"], check["eps"], check["reference"]) == ("CNN + paper-default (n=2)", 0.1,
+                                                                     "PGD (adaptive, EOT 10)")
+    assert check["reference_accuracy"] == by_attack[(check["pipeline"], check["reference"])]
+    assert check["apgd"] <= min(by_attack[(check["pipeline"], f"APGD-{loss} (adaptive, EOT 20)")]
+                                for loss in ("CE", "DLR"))
 
     def no_crafting(*args: object, **kwargs: object) -> None:
         pytest.fail("an attack ran again instead of coming from the cache")
@@ -436,3 +443,31 @@ def test_a_pipeline_with_fresh_noise_is_judged_on_several_held_out_draws_none_of
     # attacked subset), then each attack on the 4 images
     assert shapes == {(test_size, 1), (4, 1), (test_size, 3), (4, 3)}
     assert any(r["attack"] == "APGD-CE (adaptive, EOT 20)" for r in results["all_attacks"])
+
+
+def test_the_apgd_check_sets_apgd_against_pgds_interval() -> None:
+    """APGD's accuracy (both losses must miss) against the PGD reference's 95% upper end over the images."""
+    from types import SimpleNamespace
+
+    from tempsched.intervals import wilson
+
+    def row(apgd_ce: list[bool], apgd_dlr: list[bool], pgd: list[bool]) -> attacks.Row:
+        hits = lambda v: torch.tensor(v)[:, None]  # noqa: E731  images x one held-out draw
+        adaptive = attacks.ADAPTIVE
+        return attacks.Row("CNN + purifier", SimpleNamespace(purifier=object()), {}, correct={
+            (attacks.Attack("apgd-ce", adaptive, 20), 0.1): hits(apgd_ce),
+            (attacks.Attack("apgd-dlr", adaptive, 20), 0.1): hits(apgd_dlr),
+            (attacks.Attack("pgd", adaptive), 0.1): hits([True] * 20),  # single-draw PGD: not the reference
+            (attacks.Attack("pgd", adaptive, 10), 0.1): hits(pgd)})
+
+    pgd = [True] * 2 + [False] * 18  # 10 %; Wilson's upper end over 20 images: about 30 %
+    high = 100 * wilson(2, 20)[1]
+    cases = [([True] * 2 + [False] * 18, [False] * 20, "at least as strong", 0.0),
+             ([True] * 5 + [False] * 15, [True] * 5 + [False] * 15, "within the reference's 95% interval", 25.0),
+             ([True] * 10 + [False] * 10, [True] * 10 + [False] * 10, "weaker beyond the reference's 95% interval",
+              50.0)]
+    for ce, dlr, verdict, apgd in cases:
+        (check,) = attacks.apgd_check([row(ce, dlr, pgd)], [0.1], 20)
+        assert (check["verdict"], check["apgd"], check["reference"]) == (verdict, apgd, "PGD (adaptive, EOT 10)")
+        assert check["reference_accuracy"] == 10.0 and check["reference_high"] == pytest.approx(high)
+    assert attacks.apgd_check([row([True] * 20, [True] * 20, pgd)], [0.3], 20) == []  # no APGD at that eps

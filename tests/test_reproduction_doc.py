@@ -112,7 +112,7 @@ def test_wilson_interval(successes: int, n: int, low: float, high: float) -> Non
     from reproduce_script import load
 
     load()
-    from reproduction_figures import wilson
+    from tempsched.intervals import wilson
 
     got = wilson(successes, n)
     assert got == pytest.approx((low, high), abs=5e-5)

@@ -41,6 +41,7 @@ from tempsched.gsvae.data import ImageData, load
 from tempsched.gsvae.experiments.compared import Compared, compared_models
 from tempsched.gsvae.measure import DECODINGS, unit_images
 from tempsched.gsvae.purify import ExpectedPipeline, Pipeline, Purifier, ReconstructionError
+from tempsched.intervals import wilson
 from tempsched.parts import Param
 
 RESULT_FORMAT = "tempsched-attack-result-1"
@@ -155,6 +156,33 @@ class Target:
     def correct(self, row: Row, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Per image and held-out draw: whether the pipeline answers ``y``."""
         return self.predict(row, x) == y[:, None]
+
+
+def apgd_check(rows: Sequence[Row], apgd_eps: Sequence[float], images: int) -> list[dict[str, Any]]:
+    """Per purified pipeline and eps where APGD and a PGD reference both ran: whether APGD (the worst of its
+    two losses, per image and held-out draw) is at least as strong as the reference, within the reference's
+    95% interval, or weaker beyond it."""
+    out = []
+    for row in rows:
+        if row.pipeline.purifier is None:
+            continue
+        for eps in sorted(set(apgd_eps)):
+            apgd = [hit for (a, at), hit in row.correct.items() if at == eps and a.method in APGD_LOSSES]
+            references = [a for a, at in row.correct if at == eps and a.method == "pgd" and a.protocol == ADAPTIVE]
+            if len(apgd) < len(APGD_LOSSES) or not references:
+                continue
+            reference = max(references, key=lambda a: a.draws)  # EOT-PGD where it ran
+            ours = 100 * float((apgd[0] & apgd[1]).double().mean())
+            theirs = row.accuracy(reference, eps)
+            assert theirs is not None
+            high = 100 * wilson(round(theirs / 100 * images), images)[1]
+            verdict = ("at least as strong" if ours <= theirs else "within the reference's 95% interval"
+                       if ours <= high else "weaker beyond the reference's 95% interval")
+            out.append({"pipeline": row.label, "eps": eps, "apgd": ours, "reference": reference.label(),
+                        "reference_accuracy": theirs, "reference_high": high, "verdict": verdict,
+                        "sentence": f"{row.label}, eps {eps:g}: APGD {ours:.1f}% vs {reference.label()} "
+                                    f"{theirs:.1f}% (95% interval up to {high:.1f}%): {verdict}."})
+    return out
 
 
 def _float_list(value: list[Any], key: str) -> list[float]:
@@ -404,6 +432,17 @@ class Attacks(Evaluation):
         report.heading("Robust accuracy: the worst case over every attack, per image")
         report.table("robust", ["pipeline"] + [f"eps {e:g}" for e in eps_all],
                      [[r.label] + [self._robust(r, e) for e in eps_all] for r in rows], digits=4)
+        check = apgd_check(rows, lists["apgd"], len(ys))
+        if check:
+            report.heading("Is APGD-EOT at least as strong as PGD-EOT?")
+            report.text("On each purified pipeline, at each eps where both ran: APGD's accuracy (an image and "
+                        "held-out draw count only if both APGD-CE and APGD-DLR leave it right) against the "
+                        "PGD reference (EOT-PGD where the pipeline draws noise, else adaptive PGD) and the upper "
+                        f"end of that reference's 95% Wilson interval over the {len(ys)} attacked images. A "
+                        "maintained APGD above that end is weaker than a plain PGD here, and its figures should "
+                        "not be read as the strongest attack's.\n\n"
+                        + "\n".join(f"- {c['sentence']}" for c in check))
+            report.result("apgd_check", check)
         report.result("largest_class_share", share)
         report.text(
             f"Sanity bound: at eps >= 0.5 every image on [0, 1] can be moved to the uniform grey image 0.5, so no "
