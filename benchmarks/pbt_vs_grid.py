@@ -429,8 +429,11 @@ def verdicts(seeds: list[SeedFigures], epochs: int, estimator: str) -> list[str]
                      lambda mean, sd: f" (replay − grid's best no worse than the grid's seed sd, {sd:.2f})? "
                                       f"{'yes' if mean <= sd else 'no'}")
     if estimator == "st-gs":
+        n = len(GRIDS[estimator])
         lines += _answer("Does the population beat annealing at equal compute",
-                         differences(seeds, "population", "annealing"), sd, at, "population − annealing",
+                         differences(seeds, "population", "annealing"), sd,
+                         f"({n} members × {epochs} epochs against one model annealed for {n * epochs} epochs)",
+                         "population − annealing",
                          lambda mean, sd: "? " + ("yes, by more than the grid's seed sd" if mean < -sd else
                                                   "no: it does worse by more than the grid's seed sd" if mean > sd
                                                   else "no difference beyond the grid's seed sd") + f" ({sd:.2f})")
