@@ -218,3 +218,9 @@ def test_a_report_from_before_baseline_seeds_counts_as_written_for_its_default(p
     assert not again.files  # reused: nothing written
     other = evaluate("recon", [population], out, manager=manager, options={"hard_draws": 2}, skip_done=True)
     assert other.files  # another option's value is another report
+
+
+def test_baseline_seeds_without_baselines_is_one_line(population: Path, tmp_path: Path, capsys) -> None:
+    code, _, err = cli("eval", "recon", str(population), "--set", "baseline_seeds=3", "--out",
+                       str(tmp_path / "report"), capsys=capsys)
+    _one_line_error(code, err, "baseline_seeds needs baselines=true")

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from tempsched import RunConfig, RunSpec, replay_spec
+from tempsched.errors import UserError
 from tempsched.evaluation import Cell, EvalContext, Evaluation
 from tempsched.gsvae.experiments.compared import baseline_spec
 from tempsched.gsvae.measure import Measurement, measure
@@ -84,6 +85,8 @@ class Recon(Evaluation):
         self.baseline_seeds = baseline_seeds
 
     def run(self, ctx: EvalContext) -> None:
+        if self.baseline_seeds > 1 and not self.baselines:
+            raise UserError("recon: baseline_seeds needs baselines=true (it trains baselines (b) and (d) again)")
         runs = ctx.need_runs()
         advance = ctx.progress("recon: measuring runs", len(runs))
         rows = []
