@@ -1,13 +1,15 @@
-"""Shared fixtures: a plugin manager with the toy task, tiny GS-VAE configurations, a CLI runner."""
+"""Shared fixtures: a plugin manager with the toy task, tiny GS-VAE configurations, a CLI runner, MNIST files."""
 
 from __future__ import annotations
 
+import gzip
 import os
 import sys
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterator, TypeVar
 
+import numpy as np
 import pytest
 import torch
 
@@ -107,3 +109,30 @@ def two_runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     config = spec.resolve(manager.registry)
     population = runs.ensure_run(spec, manager, root)
     return population, runs.ensure_run(baseline_spec(config, "standard-annealing", config), manager, root)
+
+
+MNIST_STEMS = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
+               "t10k-labels-idx1-ubyte")
+
+
+def write_mnist_folder(root: Path, arrays: tuple[np.ndarray, ...]) -> Path:
+    """An MNIST folder in torchvision's layout under ``root`` holding ``arrays`` (train images, train labels,
+    test images, test labels; uint8) as gzipped IDX files; returns its ``raw`` folder."""
+    raw = root / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for stem, array in zip(MNIST_STEMS, arrays):
+        header = bytes([0, 0, 8, array.ndim]) + b"".join(d.to_bytes(4, "big") for d in array.shape)
+        (raw / f"{stem}.gz").write_bytes(gzip.compress(header + array.tobytes()))
+    return raw
+
+
+@pytest.fixture(scope="module")
+def mnist(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An MNIST folder holding 300 + 100 of the embedded sample's digits, for the benchmarks' cells."""
+    from tempsched.gsvae.data import load
+
+    root = tmp_path_factory.mktemp("mnist")
+    sample = load("sample", None, val_size=1)
+    arrays = (sample.x_train[:300, 0], sample.y_train[:300], sample.x_test[:100, 0], sample.y_test[:100])
+    write_mnist_folder(root, tuple(a.numpy().astype(np.uint8) for a in arrays))
+    return root

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from conftest import MNIST_STEMS
 from tempsched import Param, Schedule, hookimpl
 from tempsched.cli import main, shortcuts
 from tempsched.cli import run as run_command
@@ -138,8 +139,7 @@ def test_bad_options(args: list[str], needle: str, tmp_path: Path, capsys) -> No
 def test_missing_and_corrupt_data(tmp_path: Path, capsys) -> None:
     raw = tmp_path / "data" / "MNIST" / "raw"
     raw.mkdir(parents=True)
-    for stem in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
-                 "t10k-labels-idx1-ubyte"):
+    for stem in MNIST_STEMS:
         (raw / f"{stem}.gz").write_bytes(gzip.compress(b"\x00\x00\x08\x03" + b"\x00" * 20))
     code, _, stderr = cli("run", "--dataset", "mnist", "--data-dir", str(tmp_path / "data"), capsys=capsys)
     _one_line_error(code, stderr, "corrupt data file")

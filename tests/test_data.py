@@ -3,7 +3,6 @@ or unreadable file as one ``UserError`` that names it."""
 
 from __future__ import annotations
 
-import gzip
 import io
 import os
 import zipfile
@@ -15,12 +14,11 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import SHARED
+from conftest import SHARED, write_mnist_folder
 from tempsched.errors import UserError
 from tempsched.gsvae.data import DATASETS, load
 
 JPEG_NPZ, EXACT_NPZ = "cifar10_jpeg_q75.npz", "cifar10_exact_subset.npz"
-IDX_STEMS = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 
 
 def _images(n: int, size: tuple[int, int] = (32, 32), seed: int = 0) -> np.ndarray:
@@ -204,17 +202,9 @@ def test_npz_that_is_no_archive_or_corrupt_inside(spoil: Callable[[Path], None],
     assert str(path) in message and needle in message
 
 
-def _idx(array: np.ndarray) -> bytes:
-    return bytes([0, 0, 8, array.ndim]) + b"".join(d.to_bytes(4, "big") for d in array.shape) + array.tobytes()
-
-
 def _mnist_folder(root: Path) -> Path:
-    raw = root / "MNIST" / "raw"
-    raw.mkdir(parents=True)
     images, labels = np.arange(5 * 28 * 28, dtype=np.uint8).reshape(5, 28, 28), np.arange(5, dtype=np.uint8)
-    for stem, array in zip(IDX_STEMS, (images, labels, images[:2], labels[:2])):
-        (raw / f"{stem}.gz").write_bytes(gzip.compress(_idx(array)))
-    return raw
+    return write_mnist_folder(root, (images, labels, images[:2], labels[:2]))
 
 
 def test_idx_files_load(tmp_path: Path) -> None:

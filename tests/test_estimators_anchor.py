@@ -3,17 +3,14 @@ same numbers, refuses another budget in one line; verdicts and the doc's tables 
 
 from __future__ import annotations
 
-import gzip
 import importlib.util
 import json
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from tempsched.errors import UserError
-from tempsched.gsvae.data import load
 from tempsched.plugins import PluginManager
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -23,26 +20,8 @@ anchor = importlib.util.module_from_spec(_spec)
 sys.modules["estimators_anchor"] = anchor  # before it runs: its dataclasses look their module up
 _spec.loader.exec_module(anchor)
 
-BUDGET = anchor.Budget(6, 0, 0)  # stops at 5 and 6; the data folder below is small
+BUDGET = anchor.Budget(6, 0, 0)  # stops at 5 and 6; the mnist fixture's folder is small
 CELL = anchor.Cell("st-gs", 0)
-
-
-def _idx(array: np.ndarray) -> bytes:
-    return bytes([0, 0, 8, array.ndim]) + b"".join(d.to_bytes(4, "big") for d in array.shape) + array.tobytes()
-
-
-@pytest.fixture(scope="module")
-def mnist(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An MNIST folder in torchvision's layout holding 300 + 100 of the embedded sample's digits."""
-    root = tmp_path_factory.mktemp("mnist")
-    raw = root / "MNIST" / "raw"
-    raw.mkdir(parents=True)
-    sample = load("sample", None, val_size=1)
-    arrays = (sample.x_train[:300, 0], sample.y_train[:300], sample.x_test[:100, 0], sample.y_test[:100])
-    for stem, array in zip(("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
-                            "t10k-labels-idx1-ubyte"), arrays):
-        (raw / f"{stem}.gz").write_bytes(gzip.compress(_idx(array.numpy().astype(np.uint8))))
-    return root
 
 
 def _run_cell(tmp_path: Path, mnist: Path, name: str) -> dict:

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_estimators_anchor import mnist  # noqa: F401 - the fixture: an MNIST folder of 300 + 100 sample digits
 
 from tempsched import rundir as rd
 from tempsched.build import build
@@ -36,7 +35,7 @@ _spec.loader.exec_module(bench)
 BUDGET = bench.Budget(2, 0, 0)  # the data folder is small: 270 training images, 3 updates per epoch
 
 
-def test_grid_run_k_starts_from_population_member_ks_weights_and_noise(mnist: Path) -> None:  # noqa: F811
+def test_grid_run_k_starts_from_population_member_ks_weights_and_noise(mnist: Path) -> None:
     manager = PluginManager()
     grid, population = bench.Cell("reinmax", 0, "grid"), bench.Cell("reinmax", 0, "population")
     pop_config = bench.run_config(manager, population, BUDGET, mnist, 1, "population", Path("unused"))
@@ -66,7 +65,7 @@ def _figures(result: dict) -> dict:
 
 
 def test_a_cell_reuses_finished_runs_and_a_cut_off_cell_resumes_with_the_same_numbers(tmp_path: Path,
-                                                                                      mnist: Path) -> None:  # noqa: F811
+                                                                                      mnist: Path) -> None:
     manager = PluginManager()
     out, cache = tmp_path / "out", tmp_path / "runs"
     grid, population = bench.Cell("st-gs", 1, "grid"), bench.Cell("st-gs", 1, "population")
