@@ -1,4 +1,5 @@
-"""Helpers shared by the benchmark scripts: machine description and appending to docs/benchmarks.md.
+"""Helpers shared by the benchmark scripts: machine description, appending to docs/benchmarks.md, and the
+command line and rendered doc section of the resumable cell scripts (estimators_anchor.py, pbt_vs_grid.py).
 
 Whatever a benchmark says about the machine comes from here, and is detected or measured on the machine
 it runs on: the CPU's model name, logical CPU count and instruction-set flags (``/proc/cpuinfo``, and what
@@ -7,6 +8,7 @@ torch itself detects), the load average around the run. Nothing is assumed about
 
 from __future__ import annotations
 
+import argparse
 import datetime as dt
 import functools
 import os
@@ -15,12 +17,13 @@ import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Protocol, Sequence, TypeVar
 
 import torch
 
 from tempsched import rundir as rd
 from tempsched.build import Built, build
+from tempsched.errors import UserError
 from tempsched.hardware import cpu_model_and_flags
 from tempsched.plugins import PluginManager
 from tempsched.session import EpochCallback, execute
@@ -188,3 +191,51 @@ def last_weights(manager: PluginManager, run_dir: Path) -> Built:
     built = build(saved_config(run_dir, manager.registry), manager)
     built.population.load_state_dict(state["population"])
     return built
+
+
+def add_cell_arguments(parser: argparse.ArgumentParser, *, epochs: int, doc: str, results: Path, cache: Path) -> None:
+    """The options every resumable cell script takes: which cells, list or render only, the budget (epochs,
+    images), threads, where the data, the results and the cells' runs are."""
+    parser.add_argument("--cells", default="", help="comma-separated cell names (default: every cell not done)")
+    parser.add_argument("--list", action="store_true", help="list the cells, their budget and state")
+    parser.add_argument("--write-docs", action="store_true", help=f"rewrite {doc} from the results")
+    parser.add_argument("--epochs", type=int, default=epochs, help=f"epochs per model (default {epochs})")
+    parser.add_argument("--train-size", type=int, default=0, help="training images (default 0: all; a held-out split comes out of them)")
+    parser.add_argument("--test-size", type=int, default=0, help="test images (default 0: all)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    parser.add_argument("--data-dir", type=Path, default=SHARED_DATA, help="MNIST's folder (default ../shared/datasets)")
+    parser.add_argument("--out", type=Path, default=results, help=f"results folder (default {relative(str(results))})")
+    parser.add_argument("--cache", type=Path, default=cache, help=f"the cells' runs (default {relative(str(cache))})")
+
+
+def check_cell_arguments(args: argparse.Namespace) -> None:
+    """Refuse a budget or thread count that cannot train, in one line."""
+    if args.epochs < 1 or args.train_size < 0 or args.test_size < 0 or args.threads < 1:
+        raise UserError("--epochs and --threads must be positive, --train-size and --test-size 0 (all) or positive")
+
+
+class _HasName(Protocol):
+    @property
+    def name(self) -> str: ...
+
+
+Named = TypeVar("Named", bound=_HasName)
+
+
+def pick_cells(names: str, cells: Sequence[Named]) -> list[Named]:
+    """The cells a comma-separated ``--cells`` names, in its order (all of them for an empty string); an
+    unknown name is refused in one line that lists the known ones."""
+    by_name = {c.name: c for c in cells}
+    wanted = [n for n in names.split(",") if n]
+    unknown = [n for n in wanted if n not in by_name]
+    if unknown:
+        raise UserError(f"unknown cell(s) {', '.join(unknown)} (cells: {', '.join(by_name)})")
+    return [by_name[n] for n in wanted] or list(cells)
+
+
+def replace_section(doc: Path, begin: str, end: str, section: str) -> None:
+    """Replace the generated part of ``doc``, from the ``begin`` marker to the ``end`` marker (``section``
+    starts and ends with them), leaving the hand-written text around it."""
+    text = doc.read_text(encoding="utf-8")
+    start, stop = text.index(begin), text.index(end) + len(end)
+    rd.write_text(doc, text[:start] + section + text[stop:])

@@ -34,7 +34,8 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import ROOT, SHARED_DATA, last_weights, train_to  # noqa: E402
+from _common import (ROOT, add_cell_arguments, check_cell_arguments, last_weights, pick_cells,  # noqa: E402
+                     replace_section, train_to)
 
 from tempsched import rundir as rd  # noqa: E402
 from tempsched.errors import UserError  # noqa: E402
@@ -220,34 +221,17 @@ def render(out: Path) -> str:
 
 def write_docs(out: Path) -> None:
     """Replace the generated section of docs/estimators.md (between its markers) with ``render(out)``."""
-    text = DOC.read_text()
-    start, end = text.index(BEGIN), text.index(END) + len(END)
-    rd.write_text(DOC, text[:start] + render(out) + text[end:])
+    replace_section(DOC, BEGIN, END, render(out))
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cells", default="", help="comma-separated cell names (default: every cell not done)")
-    parser.add_argument("--list", action="store_true", help="list the cells, their budget and state")
-    parser.add_argument("--write-docs", action="store_true", help="rewrite docs/estimators.md from the results")
-    parser.add_argument("--epochs", type=int, default=EPOCHS, help=f"epochs per cell (default {EPOCHS})")
-    parser.add_argument("--train-size", type=int, default=0, help="training images (default 0: all)")
-    parser.add_argument("--test-size", type=int, default=0, help="test images (default 0: all)")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads per cell (default 1)")
-    parser.add_argument("--data-dir", type=Path, default=SHARED_DATA,
-                        help="MNIST's folder (default ../shared/datasets)")
-    parser.add_argument("--out", type=Path, default=RESULTS, help="results folder (default docs/estimators)")
-    parser.add_argument("--cache", type=Path, default=CACHE, help="the cells' runs (default ../estimator-runs)")
+    add_cell_arguments(parser, epochs=EPOCHS, doc="docs/estimators.md", results=RESULTS, cache=CACHE)
     args = parser.parse_args(argv)
     budget = Budget(args.epochs, args.train_size, args.test_size)
     try:
-        if args.epochs < 1 or args.train_size < 0 or args.test_size < 0:
-            raise UserError("--epochs must be positive, --train-size and --test-size 0 (all) or positive")
-        by_name = {c.name: c for c in CELLS}
-        unknown = [n for n in args.cells.split(",") if n and n not in by_name]
-        if unknown:
-            raise UserError(f"unknown cell(s) {', '.join(unknown)} (cells: {', '.join(by_name)})")
-        cells = [by_name[n] for n in args.cells.split(",") if n] or CELLS
+        check_cell_arguments(args)
+        cells = pick_cells(args.cells, CELLS)
         if args.list:
             updates = "all images" if not args.train_size else f"{args.train_size} images"
             for cell in cells:

@@ -47,7 +47,8 @@ from typing import Any, Callable
 from scipy.stats import t as student_t
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import ROOT, SHARED_DATA, last_weights, train_to  # noqa: E402
+from _common import (ROOT, add_cell_arguments, check_cell_arguments, last_weights, pick_cells,  # noqa: E402
+                     replace_section, train_to)
 
 from tempsched import rundir as rd  # noqa: E402
 from tempsched.build import Built, build  # noqa: E402
@@ -619,36 +620,20 @@ def _render_setting(results: dict[str, dict[str, Any]], budget: Budget) -> list[
 
 def write_docs(out: Path, budget: Budget) -> None:
     """Replace the generated section of docs/estimators.md (between its markers) with ``render``."""
-    text = DOC.read_text()
-    start, end = text.index(BEGIN), text.index(END) + len(END)
-    rd.write_text(DOC, text[:start] + render(out, budget) + text[end:])
+    replace_section(DOC, BEGIN, END, render(out, budget))
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cells", default="", help="comma-separated cell names (default: every cell not done)")
-    parser.add_argument("--list", action="store_true", help="list the cells, their budget and state")
-    parser.add_argument("--write-docs", action="store_true", help="rewrite docs/estimators.md from the results")
+    add_cell_arguments(parser, epochs=EPOCHS, doc="docs/estimators.md", results=RESULTS, cache=CACHE)
     parser.add_argument("--setting", default="10x30", help=f"VAE size: {', '.join(SETTINGS)} (default 10x30)")
-    parser.add_argument("--epochs", type=int, default=EPOCHS, help=f"epochs per model (default {EPOCHS})")
-    parser.add_argument("--train-size", type=int, default=0, help="training images before the split (default all)")
-    parser.add_argument("--test-size", type=int, default=0, help="test images (default 0: all)")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
-    parser.add_argument("--data-dir", type=Path, default=SHARED_DATA, help="MNIST's folder (default ../shared/datasets)")
-    parser.add_argument("--out", type=Path, default=RESULTS, help="results folder (default docs/estimators/pbt)")
-    parser.add_argument("--cache", type=Path, default=CACHE, help="the cells' runs (default ../pbt-vs-grid-runs)")
     args = parser.parse_args(argv)
     try:
         if args.setting not in SETTINGS:
             raise UserError(f"unknown --setting '{args.setting}' (settings: {', '.join(SETTINGS)})")
-        if args.epochs < 1 or args.train_size < 0 or args.test_size < 0 or args.threads < 1:
-            raise UserError("--epochs and --threads must be positive, --train-size and --test-size 0 (all) or positive")
+        check_cell_arguments(args)
         budget = Budget(args.epochs, args.train_size, args.test_size, args.setting)
-        by_name = {c.name: c for c in CELLS}
-        unknown = [n for n in args.cells.split(",") if n and n not in by_name]
-        if unknown:
-            raise UserError(f"unknown cell(s) {', '.join(unknown)} (cells: {', '.join(by_name)})")
-        cells = [by_name[n] for n in args.cells.split(",") if n] or CELLS
+        cells = pick_cells(args.cells, CELLS)
         if args.list:
             for cell in cells:
                 print(f"{cell.name}: {describe_budget(cell, budget)}: {cell_state(args.out, budget, cell, args.cache)}")

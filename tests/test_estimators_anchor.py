@@ -79,3 +79,12 @@ def test_the_doc_tables_come_from_full_length_results_only(tmp_path: Path) -> No
     text = anchor.render(tmp_path)
     assert "| reinmax (1.3) | 2 of 3 | 100.16 ± 0.00 | 98.50 ± 0.41 | not met: +1.66 nats" in text
     assert "| 5 | 145.8 | not run | 102.00 ± 0.00 (2 seeds) |" in text
+
+
+def test_anchor_main_refuses_bad_input_in_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    assert anchor.main(["--cells", "st-gs-seed0,nope", "--list"]) == 2
+    assert anchor.main(["--epochs", "0", "--list"]) == 2
+    assert anchor.main(["--threads", "0", "--list"]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert [line.startswith("error: ") for line in err] == [True] * 3
+    assert "unknown cell(s) nope (cells: st-gs-seed0," in err[0]

@@ -185,7 +185,8 @@ def test_pbt_vs_grid_main_refuses_bad_input_in_one_line(capsys: pytest.CaptureFi
     assert bench.main(["--setting", "9x9", "--list"]) == 2
     assert bench.main(["--cells", "nope", "--list"]) == 2
     assert bench.main(["--epochs", "0", "--list"]) == 2
-    assert [line.startswith("error: ") for line in capsys.readouterr().err.splitlines()] == [True] * 3
+    assert bench.main(["--threads", "0", "--list"]) == 2
+    assert [line.startswith("error: ") for line in capsys.readouterr().err.splitlines()] == [True] * 4
 
 
 def test_exact_log_likelihood_sums_over_every_code_and_bounds_the_elbo() -> None:
