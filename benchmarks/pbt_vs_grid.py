@@ -410,7 +410,21 @@ def _answer(question: str, diffs: dict[int, float], sd: float | None, at: str, l
     if sd is None:
         return [f"- {label} {at}: {_spread(diffs)}; no verdict yet (needs the grid's seed sd)."]
     return [f"- {question} {at}{judge(statistics.mean(diffs.values()), sd)}: {label} {_spread(diffs)}."
-            f"{_provisional(diffs)}"]
+            f"{_provisional(diffs)}{_significance(diffs)}"]
+
+
+def _significance(diffs: dict[int, float]) -> str:
+    """A two-sided paired t-test of the mean difference over the seeds. The protocol's verdicts compare the
+    mean with the grid's seed sd, a rule of thumb; this says whether the seeds could tell the difference from
+    zero at all, so a "met" on 3 seeds is not read as a detected effect."""
+    values = list(diffs.values())
+    if len(values) < 2:
+        return ""
+    mean, sd = statistics.mean(values), statistics.stdev(values)
+    t = mean / (sd / math.sqrt(len(values))) if sd else math.copysign(math.inf, mean) if mean else 0.0
+    p = 2 * float(student_t.sf(abs(t), len(values) - 1))
+    word = "differs from zero" if p < 0.05 else "is not distinguishable from zero"
+    return f" Paired t-test: t = {t:+.2f}, p = {p:.2f}; the mean difference {word} at the 5 % level."
 
 
 def verdicts(seeds: list[SeedFigures], epochs: int, estimator: str) -> list[str]:
@@ -438,6 +452,9 @@ def verdicts(seeds: list[SeedFigures], epochs: int, estimator: str) -> list[str]
                          lambda mean, sd: "? " + ("yes, by more than the grid's seed sd" if mean < -sd else
                                                   "no: it does worse by more than the grid's seed sd" if mean > sd
                                                   else "no difference beyond the grid's seed sd") + f" ({sd:.2f})")
+    else:
+        lines.append(f"- Does the population beat annealing? not measured for {estimator}: Jang's schedule decays "
+                     f"towards 0.5, below this estimator's grid (tau ≥ {min(GRIDS[estimator]):g}).")
     return lines
 
 

@@ -165,6 +165,12 @@ def test_verdicts_and_tables_come_from_the_results(tmp_path: Path) -> None:
     assert ("Does one population run reach the grid's best at 4 epochs (target: paired difference no worse than "
             "the grid's seed sd, 1.00)? met: population − grid's best mean +0.53, min -0.50, max +1.60") in text
     assert "Does it beat the grid by more than one sd (stretch)? not met: mean +0.53 against −1.00." in text
+    # differences -0.5, 0.5, 1.6: mean 0.533, sd 1.050, t = 0.533 / (1.050 / sqrt 3) = 0.88 on 2 df
+    assert "max +1.60 nats over 3 seeds. Paired t-test: t = +0.88, p = 0.47; the mean difference is not " \
+           "distinguishable from zero at the 5 % level." in text
+    assert "Paired t-test: t = +inf, p = 0.00; the mean difference differs from zero" in text  # replay: +2 on each
+    assert "beat annealing? not measured for reinmax: Jang's schedule decays towards 0.5, below this " \
+           "estimator's grid (tau ≥ 1)." in text
     assert "at 1/n of the compute at 4 epochs (replay − grid's best no worse than the grid's seed sd, 1.00)? no:" in text
     assert ("beat annealing at equal compute (5 members × 4 epochs against one model annealed for 20 epochs)? yes, "
             "by more than the grid's seed sd (1.00)") in text
