@@ -339,6 +339,38 @@ def _with_intervals(report_dir: Path, body: str) -> str:
             "paper's printed rows are left as printed.")
 
 
+def _progress(cell: Cell, cache: Path) -> str:
+    """How far a cell that is not done got in ``cache``: how many of its own runs finished, and each cut-off
+    (or training) one with the epochs its metrics reached, so a long cell that trains over several sessions
+    reads as running, not as "to do". Runs an evaluation trains for itself (the baselines) are not the
+    cell's own and are not counted; a tune study's runs neither. "" when the cache holds none of them."""
+    from tempsched import rundir as rd
+    from tempsched.errors import UserError
+    from tempsched.plugins import PluginManager
+    from tempsched.runs import cached_run_dir, finished_run
+
+    if cell.study or not cell.runs:
+        return ""
+    manager = PluginManager()
+    done, started = 0, []
+    for change in cell.runs:
+        config = _spec(cell.base, Where(), _settings(change)).resolve(manager.registry)
+        if finished_run(config, cache) is not None:
+            done += 1
+            continue
+        run_dir = cached_run_dir(config, cache)
+        if (run_dir / rd.METRICS).is_file():
+            try:
+                epochs = 1 + max((row["epoch"] for row in rd.RunDir(run_dir).read_metrics()), default=-1)
+            except UserError as exc:  # a damaged metrics line: said, and the rest of the list still printed
+                started.append(str(exc))
+                continue
+            started.append(f"{run_dir.name} at epoch {epochs} of {config.epochs}")
+    if not done and not started:
+        return ""
+    return ", ".join([f"{done} of {len(cell.runs)} of its runs trained"] + started)
+
+
 def _collect_finished_runs(cache: Path) -> None:
     """Keep (in docs/reproduction/<cell>/run) each cell's first run that has finished in the cache, also
     while the cell's evaluations are still to come, so the doc can show what is already measured."""
@@ -528,6 +560,10 @@ def write_docs(cache: Path) -> None:
         kept = RESULTS / cell.name
         if (kept / "run" / "summary.json").is_file():
             parts.append(_population_text(cell, kept))
+        progress = _progress(cell, cache) if _state(cell) != "done" else ""
+        if progress:
+            parts.append(f"**Running** (`{cache}` when this doc was written, {time.strftime('%Y-%m-%d')}): "
+                         f"{progress}; the command above resumes it.")
         if _state(cell) != "to do":
             if _state(cell) == "rerun":
                 asked = "; ".join(f"{name} with " + ", ".join(f"{k} = {v}" for k, v in differ.items())
@@ -544,7 +580,7 @@ def write_docs(cache: Path) -> None:
                 to_come = [name for name, _ in cell.evaluations if name not in finished]
                 parts.append(f"**Partly run:** {', '.join(finished)} finished; {', '.join(to_come)} still to come.")
                 parts += _evaluation_sections(cell, finished)
-            else:
+            elif not progress:
                 parts.append("**Evaluations not run yet** at this budget." if (kept / "run").is_dir()
                              else "**Not run yet** at this budget.")
         if notes.get(cell.name):
@@ -579,7 +615,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.list:
         for cell in CELLS:
-            print(f"{cell.name:24} {_state(cell):6} {cell.what}")
+            progress = _progress(cell, cache) if _state(cell) != "done" else ""
+            print(f"{cell.name:24} {_state(cell):6} {cell.what}" + (f"\n{'':31} running: {progress}" if progress else ""))
         return 0
     from tempsched.errors import UserError
 

@@ -158,3 +158,26 @@ def test_the_doc_says_which_cells_wait_for_a_rerun() -> None:
     for cell in reproduce.CELLS:
         section = text.split(f"## {cell.name}: ", 1)[1].split("\n## ", 1)[0]
         assert ("**Rerun pending:**" in section) == (reproduce._state(cell) == "rerun"), cell.name
+
+
+def test_a_cell_whose_runs_are_partly_trained_in_the_cache_reads_as_running(tmp_path: Path) -> None:
+    from reproduce_script import load
+
+    reproduce = load()
+    from tempsched import rundir as rd
+    from tempsched.plugins import PluginManager
+    from tempsched.runs import cached_run_dir
+
+    cell = next(c for c in reproduce.CELLS if c.name == "mnist-linc1")
+    assert reproduce._progress(cell, tmp_path) == ""
+    config = reproduce._spec(cell.base, reproduce.Where()).resolve(PluginManager().registry)
+    run_dir = cached_run_dir(config, tmp_path)
+    run_dir.mkdir()
+    rd.RunDir(run_dir).append_metrics([{"epoch": e, "member": m} for e in range(3) for m in (1, 2)])
+    assert reproduce._progress(cell, tmp_path) == f"0 of 1 of its runs trained, {run_dir.name} at epoch 3 of 10"
+    (run_dir / rd.METRICS).write_text("{damaged\n")
+    assert "line 1 is damaged" in reproduce._progress(cell, tmp_path)
+    (run_dir / rd.SUMMARY).write_text("{}")
+    assert reproduce._progress(cell, tmp_path) == "1 of 1 of its runs trained"
+    tuned = next(c for c in reproduce.CELLS if c.study)  # a study's runs are not the cell's own
+    assert reproduce._progress(tuned, tmp_path) == ""
