@@ -15,6 +15,8 @@ against the row's text values, exact before prefix, ``&`` joining parts that mus
 - ``span:SRC|TABLE|ROWS|COLUMNS[|FORMAT]`` the smallest and largest value over the rows whose text values,
   joined by `` | ``, the regular expression ROWS finds, and the columns COLUMNS matches whole (``2.0-5.9``);
 - ``rows:SRC|TABLE`` how many rows the table has;
+- ``argmin:SRC|TABLE|KEY|COLUMN[|FORMAT]`` KEY's value in the row with the smallest COLUMN (where a sweep's
+  minimum lies: the decoding tau of the lowest soft MSE);
 - ``diff:SRC|TABLE|COLUMN|BASE|max`` (or ``min``) the largest (smallest) COLUMN - BASE over the table's rows;
 - ``acc:SRC|TABLE|ROW|COLUMN`` an accuracy of an attacks report with its 95% Wilson interval;
 - ``seeds:CELL|LABEL|COLUMN`` mean ± sample sd over the seeds of a labelled group of runs;
@@ -143,6 +145,13 @@ def _diff(kept: Kept, source: str, table: str, column: str, base: str, which: st
     return f"{(max if which == 'max' else min)(gaps):+.3f}"
 
 
+def _argmin(kept: Kept, source: str, table: str, key: str, column: str, fmt: str = ".4g") -> str:
+    rows = [r for r in kept.table(source, table) if isinstance(r.get(column), (int, float))]
+    if not rows:
+        raise ValueError(f"no numbers in column '{column}'")
+    return format(_number(min(rows, key=lambda r: r[column]), key), fmt)
+
+
 def _rows(kept: Kept, source: str, table: str) -> str:
     return str(len(kept.table(source, table)))
 
@@ -184,7 +193,7 @@ def _run(kept: Kept, cell: str, key: str, fmt: str = ".4g") -> str:
 
 FIGURES: dict[str, Callable[..., str]] = {
     "v": _value, "pct": _pct, "times": _times, "span": _span, "diff": _diff, "acc": _acc, "seeds": _seeds,
-    "seedcmp": _seedcmp, "run": _run, "rows": _rows}
+    "seedcmp": _seedcmp, "run": _run, "rows": _rows, "argmin": _argmin}
 
 
 def render(text: str, kept: Kept) -> str:

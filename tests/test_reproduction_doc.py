@@ -78,6 +78,24 @@ def test_a_placeholder_that_names_nothing_stops_the_writer() -> None:
         render("{{v:mnist-baselines/recon|recon|(z) nobody|soft MSE}}", kept)
     with pytest.raises(ValueError, match="unknown figure"):
         render("{{guess:mnist-baselines/recon}}", kept)
+    with pytest.raises(ValueError, match="no numbers in column"):
+        render("{{argmin:mnist-population/tau-sweep|tau_sweep|tau|no such column}}", kept)
+
+
+def test_argmin_gives_the_key_of_the_smallest_value(tmp_path: Path) -> None:
+    import json
+
+    from reproduce_script import load
+
+    load()
+    from reproduction_figures import Kept, render
+
+    (tmp_path / "c" / "sweep").mkdir(parents=True)
+    rows = [{"tau": 0.5, "soft MSE": 0.3}, {"tau": 1.9, "soft MSE": 0.1}, {"tau": 10.0, "soft MSE": None},
+            {"tau": 30.0, "soft MSE": 0.2}]
+    (tmp_path / "c" / "sweep" / "results.json").write_text(json.dumps({"tau_sweep": rows}))
+    kept = Kept(tmp_path, lambda cell: {})
+    assert render("{{argmin:c/sweep|tau_sweep|tau|soft MSE|.2g}}", kept) == "1.9"
 
 
 def _glance_rows(text: str) -> list[list[str]]:
